@@ -1,0 +1,135 @@
+"""Profiles: what to configure at eConnect after an inbound takeover.
+
+A profile is ``{profiles.dir}/NAME.toml`` with capabilities (``on``/``off``/``inherited``),
+hooks (name, action, topics), users with their party permissions, and an optional
+business card. See ``config/profiles/default.toml``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from migration_engine.errors import ConfigError
+
+CAPABILITY_STATES = ("on", "off", "inherited")
+PERMISSIONS = (
+    "canSendDocument",
+    "canReceiveDocument",
+    "canRemoveDocument",
+    "canManageHook",
+    "canChangeDocumentStatus",
+)
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    name: str
+    action: str
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UserGrant:
+    name: str
+    permissions: Mapping[str, bool]
+
+
+@dataclass(frozen=True)
+class BusinessCardSpec:
+    country_code: str
+    geo_info: str = ""
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    capabilities: Mapping[str, str]
+    hooks: tuple[HookSpec, ...] = ()
+    users: tuple[UserGrant, ...] = ()
+    business_card: BusinessCardSpec | None = None
+
+    def capability_body(self) -> dict[str, Any]:
+        """The ``capabilities`` object of a PSB party config PUT."""
+        return {name: {"state": state} for name, state in self.capabilities.items()}
+
+
+def _parse(name: str, data: Mapping[str, Any], where: str) -> Profile:
+    known = {"capabilities", "hooks", "users", "business_card"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r}; known: {', '.join(sorted(known))}")
+    caps = data.get("capabilities", {})
+    if not isinstance(caps, dict):
+        raise ConfigError(f"{where}: [capabilities] must be a table")
+    for cap, state in caps.items():
+        if state not in CAPABILITY_STATES:
+            raise ConfigError(f"{where}: capability {cap} = {state!r}; use one of {', '.join(CAPABILITY_STATES)}")
+    hooks = []
+    for i, hook in enumerate(data.get("hooks", []), 1):
+        try:
+            topics = hook["topics"]
+            if not isinstance(topics, list) or not topics:
+                raise ConfigError(f"{where}: hook {i} needs a non-empty topics list")
+            hooks.append(HookSpec(name=str(hook["name"]), action=str(hook["action"]), topics=tuple(map(str, topics))))
+        except (KeyError, TypeError):
+            raise ConfigError(f"{where}: hook {i} needs name, action and topics") from None
+    users = []
+    for i, user in enumerate(data.get("users", []), 1):
+        if not isinstance(user, dict) or "name" not in user:
+            raise ConfigError(f"{where}: user {i} needs a name")
+        perms = user.get("permissions", {})
+        bad = [p for p in perms if p not in PERMISSIONS]
+        if bad:
+            raise ConfigError(f"{where}: user {user['name']}: unknown permission(s) {', '.join(bad)}")
+        users.append(UserGrant(name=str(user["name"]), permissions={p: bool(perms.get(p, False)) for p in PERMISSIONS}))
+    card = data.get("business_card")
+    business_card = None
+    if card is not None:
+        if not isinstance(card, dict) or len(str(card.get("country_code", ""))) != 2:
+            raise ConfigError(f"{where}: business_card needs a two-letter country_code")
+        business_card = BusinessCardSpec(
+            country_code=str(card["country_code"]).upper(),
+            geo_info=str(card.get("geo_info", "")),
+            email=str(card.get("email", "")),
+        )
+    return Profile(name=name, capabilities=dict(caps), hooks=tuple(hooks), users=tuple(users), business_card=business_card)
+
+
+class ProfileCatalog:
+    """The profiles of one folder, read once and checked up front."""
+
+    def __init__(self, profiles: Mapping[str, Profile]) -> None:
+        self._profiles = dict(profiles)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ProfileCatalog:
+        path = Path(folder)
+        if not path.is_dir():
+            raise ConfigError(f"profiles folder {path} does not exist (setting profiles.dir)")
+        profiles = {}
+        for file in sorted(path.glob("*.toml")):
+            try:
+                data = tomllib.loads(file.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"profile {file} is not valid TOML: {exc}") from None
+            profiles[file.stem] = _parse(file.stem, data, str(file))
+        return cls(profiles)
+
+    def names(self) -> set[str]:
+        return set(self._profiles)
+
+    def get(self, name: str) -> Profile:
+        try:
+            return self._profiles[name]
+        except KeyError:
+            raise ConfigError(
+                f"profile {name!r} does not exist; known: {', '.join(sorted(self._profiles)) or 'none'}"
+            ) from None
+
+    def all_users(self) -> set[str]:
+        return {user.name for profile in self._profiles.values() for user in profile.users}

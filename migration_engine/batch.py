@@ -1,0 +1,70 @@
+"""Importing a batch: validate every row first, then write all or nothing.
+
+The file is read twice, streaming both times: once to validate (keeping only the set of
+party ids seen), once to write. Keys are encrypted before they reach the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from migration_engine import scheduling
+from migration_engine.errors import ImportRejected, InputError
+from migration_engine.importfile import iter_valid_rows, validate_file
+from migration_engine.machine import State
+from migration_engine.runtime import Runtime
+from migration_engine.store import NewMigration
+
+
+def import_file(
+    rt: Runtime, *, path: str | Path, batch_name: str | None, dry_run: bool, actor: str
+) -> dict[str, Any]:
+    """Validate ``path`` and, unless ``dry_run``, import it as batch ``batch_name``."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{file}: no such file")
+    store = rt.checked_store()
+    settings = rt.settings
+    result = validate_file(
+        file,
+        default_profile=settings.profiles.default,
+        is_active=store.active_party_ids,
+        known_profiles=rt.profiles.names(),
+    )
+    problems = [p.__dict__ if hasattr(p, "__dict__") else dict(p) for p in result.problems]
+    if problems:
+        shown = f"{len(problems)} problem(s)" + (" (first ones shown)" if result.truncated else "")
+        raise ImportRejected(f"{file}: {shown}; nothing was imported", problems=problems)
+    name = batch_name or file.stem
+    plan: dict[str, Any] = {
+        "batch": name,
+        "file": str(file),
+        "rows": result.rows,
+        "by_direction": {d.value: n for d, n in result.by_direction.items()},
+        "with_key": result.with_key,
+        "dry_run": dry_run,
+    }
+    if dry_run:
+        return plan
+    vault = rt.vault(required=result.with_key > 0)
+    now = rt.clock.now()
+
+    def items() -> Iterator[NewMigration]:
+        for row in iter_valid_rows(file, default_profile=settings.profiles.default):
+            has_key = row.migration_key is not None
+            yield NewMigration(
+                party_id=row.party_id,
+                direction=row.direction,
+                state=State.REQUESTED,
+                profile=row.profile,
+                name=row.name,
+                new_provider=row.new_provider,
+                key_ciphertext=vault.encrypt(row.migration_key) if vault and row.migration_key else None,
+                next_run_at=scheduling.next_run_at(row.direction, State.REQUESTED, has_key=has_key, settings=settings, now=now),
+            )
+
+    store.ensure_batch(name, source=str(file))
+    plan["imported"] = store.add_migrations(batch_name=name, items=items(), actor=actor)
+    return plan

@@ -1,0 +1,154 @@
+"""Operator actions: key set, retry, cancel, pause, resume. Each is one audited compare-and-set.
+
+An action on a migration that a worker is running bumps its version, so the worker's late
+result is discarded rather than overwriting the operator's decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from migration_engine import machine, scheduling
+from migration_engine.errors import InputError, TransitionError
+from migration_engine.identifiers import canonical
+from migration_engine.keys import KeyVault, key_problem, mask
+from migration_engine.machine import TERMINAL_STATES, Direction, State, Trigger
+from migration_engine.settings import Settings
+from migration_engine.store import Change, EventIn, MigrationRecord, Store
+
+ACTIONS = ("retry", "cancel", "pause", "resume")
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    party_id: str
+    migration_id: int
+    ok: bool
+    message: str
+    state: str
+
+
+def active_migration(store: Store, party: str) -> MigrationRecord:
+    party_id = canonical(party)
+    for record in store.find_party(party_id):
+        if record.state not in TERMINAL_STATES:
+            return record
+    raise InputError(f"party {party_id} has no open migration")
+
+
+def _apply(store: Store, record: MigrationRecord, build: Callable[[MigrationRecord], Change]) -> MigrationRecord:
+    """Apply an operator change; if a worker moved the row meanwhile, re-read and try once more."""
+    for _ in range(3):
+        applied = store.apply(build(record))
+        if applied is not None:
+            return applied
+        fresh = store.get(record.id)
+        if fresh is None:
+            break
+        record = fresh
+    raise TransitionError(f"party {record.party_id} is being moved by a worker right now; try again")
+
+
+def _event(actor: str, record: MigrationRecord, dest: State | None, trigger: Trigger | None, **detail: Any) -> EventIn:
+    return EventIn(
+        kind="operator",
+        actor=actor,
+        from_state=record.state,
+        to_state=dest or record.state,
+        trigger=trigger,
+        detail=detail,
+    )
+
+
+def key_set(store: Store, vault: KeyVault, settings: Settings, *, party: str, key: str, actor: str) -> MigrationRecord:
+    """Supply a (new) inbound key: ``requested``/``key_rejected`` -> ``key_issued``."""
+    problem = key_problem(key)
+    if problem:
+        raise InputError(f"key for {party}: {problem}")
+    record = active_migration(store, party)
+    if record.direction is not Direction.TO_ECONNECT:
+        raise TransitionError(f"party {record.party_id} migrates from eConnect; eConnect issues its key")
+    ciphertext = vault.encrypt(key)
+
+    def build(r: MigrationRecord) -> Change:
+        dest = machine.next_state(r.direction, r.state, Trigger.KEY_RECEIVED)
+        now = store.clock.now()
+        return Change(
+            migration_id=r.id,
+            expected_state=r.state,
+            expected_version=r.version,
+            new_state=dest,
+            key_ciphertext=ciphertext,
+            attempts=0,
+            last_error=None,
+            last_error_code=None,
+            next_run_at=scheduling.next_run_at(r.direction, dest, has_key=True, settings=settings, now=now),
+            events=[_event(actor, r, dest, Trigger.KEY_RECEIVED, key=mask(key), action="key set")],
+        )
+
+    return _apply(store, record, build)
+
+
+def operator_action(
+    store: Store, settings: Settings, *, record: MigrationRecord, action: str, actor: str
+) -> MigrationRecord:
+    """retry, cancel, pause or resume one migration; ``TransitionError`` says why not."""
+    if action not in ACTIONS:
+        raise InputError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+    if record.state in TERMINAL_STATES:
+        raise TransitionError(f"party {record.party_id}: cannot {action} a {record.state} migration")
+
+    def build(r: MigrationRecord) -> Change:
+        now = store.clock.now()
+        base: dict[str, Any] = {"migration_id": r.id, "expected_state": r.state, "expected_version": r.version}
+        if action in ("pause", "resume"):
+            want = action == "pause"
+            if r.paused == want:
+                raise TransitionError(f"party {r.party_id} is already {'paused' if want else 'running'}")
+            return Change(**base, paused=want, events=[_event(actor, r, None, None, action=action)])
+        if action == "cancel":
+            dest = machine.next_state(r.direction, r.state, Trigger.CANCEL)
+            note = {}
+            if r.direction is Direction.FROM_ECONNECT and r.key_ciphertext is not None:
+                note = {"note": "the SML has no cancel operation: the issued key stays valid until it expires"}
+            return Change(**base, new_state=dest, next_run_at=None, events=[_event(actor, r, dest, Trigger.CANCEL, action=action, **note)])
+        # retry
+        if r.direction is Direction.FROM_ECONNECT and r.state is State.KEY_EXPIRED:
+            trigger = Trigger.REISSUE
+            dest = machine.next_state(r.direction, r.state, trigger)
+        elif r.state is State.NEEDS_ATTENTION:
+            trigger = Trigger.RETRY
+            dest = machine.next_state(r.direction, r.state, trigger, failed_state=r.failed_state)
+        else:
+            raise TransitionError(
+                f"party {r.party_id} is in {r.state}: only needs_attention (or an expired outbound key) can be retried"
+            )
+        return Change(
+            **base,
+            new_state=dest,
+            attempts=0,
+            failed_state=None,
+            next_run_at=scheduling.next_run_at(r.direction, dest, has_key=r.key_ciphertext is not None, settings=settings, now=now),
+            deadline_at=scheduling.deadline_at(r.direction, dest, key_issued_at=r.key_issued_at, settings=settings, now=now),
+            events=[_event(actor, r, dest, trigger, action=action)],
+        )
+
+    return _apply(store, record, build)
+
+
+def act_on_batch(
+    store: Store, settings: Settings, *, batch_name: str, action: str, actor: str
+) -> list[ActionResult]:
+    """Apply an action to every open migration of a batch; refusals are reported, not raised."""
+    results = []
+    for record in list(store.list_migrations(batch_name=batch_name)):
+        if record.state in TERMINAL_STATES:
+            continue
+        try:
+            applied = operator_action(store, settings, record=record, action=action, actor=actor)
+            results.append(ActionResult(record.party_id, record.id, True, f"{action} done", applied.state.value))
+        except TransitionError as exc:
+            results.append(ActionResult(record.party_id, record.id, False, str(exc), record.state.value))
+    return results

@@ -1,0 +1,299 @@
+"""One function per state of both tables: call the PSB, return an outcome.
+
+A step never writes the database and never sleeps. It may run again after a crash between
+its remote calls and the store's commit, so each docstring says what a repeat does. A step
+raises ``PsbTransientError`` for trouble worth retrying; the worker's retry policy decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from migration_engine.errors import PsbNotFound, PsbPermanentError
+from migration_engine.handoff import Handoff
+from migration_engine.keys import KeyVault, mask
+from migration_engine.machine import Direction, State, Trigger
+from migration_engine.outcomes import Advance, Fail, Outcome, Wait
+from migration_engine.profiles import Profile, ProfileCatalog
+from migration_engine.psb import PsbClient
+from migration_engine.settings import Settings
+from migration_engine.store import MigrationRecord
+
+NEW_KEY_HINT = "ask the current provider for a new key, then run `peppol-migrate key set {party} KEY`"
+
+
+@dataclass(frozen=True)
+class StepContext:
+    psb: PsbClient
+    settings: Settings
+    profiles: ProfileCatalog
+    vault: KeyVault | None
+    handoff: Handoff | None
+    now: datetime
+
+
+Step = Callable[[StepContext, MigrationRecord], Outcome]
+
+
+def _key(ctx: StepContext, m: MigrationRecord) -> str:
+    if m.key_ciphertext is None:
+        raise PsbPermanentError("no migration key is stored for this migration", party_id=m.party_id)
+    if ctx.vault is None:
+        raise PsbPermanentError("keys.encryption_key is not set, so the stored key cannot be read", party_id=m.party_id)
+    return ctx.vault.decrypt(m.key_ciphertext)
+
+
+def _profile(ctx: StepContext, m: MigrationRecord) -> Profile:
+    return ctx.profiles.get(m.profile or ctx.settings.profiles.default)
+
+
+def _our_ap(ctx: StepContext, options: list[dict[str, Any]], party_id: str) -> tuple[bool, list[str]]:
+    """Whether eConnect's access point serves the party, and every AP url seen for it."""
+    urls = sorted({str(o.get("url", "")) for o in options if str(o.get("partyId", party_id)) .lower() == party_id})
+    return ctx.settings.psb.access_point_url in urls, urls
+
+
+def next_poll(ctx: StepContext, entered_at: datetime | None) -> datetime:
+    """When to look again: waits grow with the time already waited, from poll_s to poll_max_s."""
+    t = ctx.settings.takeover
+    waited = (ctx.now - entered_at).total_seconds() if entered_at else 0.0
+    return ctx.now + timedelta(seconds=max(t.poll_s, min(waited * 0.5, t.poll_max_s)))
+
+
+def _poll_window_start(ctx: StepContext, m: MigrationRecord) -> datetime | None:
+    if m.deadline_at is None:
+        return None
+    return m.deadline_at - timedelta(hours=ctx.settings.takeover.deadline_h)
+
+
+# ---- inbound (to eConnect) -------------------------------------------------------------
+
+
+def inbound_requested(ctx: StepContext, m: MigrationRecord) -> Outcome:
+    """Scheduled only when the import brought a key: record its arrival. No remote call."""
+    if m.key_ciphertext is None:
+        return Wait(until=None, detail={"waiting_for": "the current provider's migration key"})
+    return Advance(Trigger.KEY_RECEIVED, detail={"source": "import"})
+
+
+def inbound_submit_key(ctx: StepContext, m: MigrationRecord) -> Outcome:
+    """PUT config/party/{id} with the key; the PSB takes over the SMP registration.
+
+    Repeat after a crash: the PUT is sent again. If the first one went through, the SML
+    has no open migration any more and the PSB may refuse the key; a refusal is therefore
+    checked against the remote state (the party's config readable at eConnect) before it
+    counts as a rejected key.
+    """
+    key = _key(ctx, m)
+    try:
+        ctx.psb.submit_migration_key(m.party_id, key)
+    except PsbPermanentError as exc:
+        if exc.status == 401:
+            raise  # systemic (credentials), not this party's key
+        # Any other refusal: first make sure an earlier submission did not already win.
+        if ctx.psb.get_party_config(m.party_id) is not None:
+            return Advance(Trigger.TAKEOVER_REQUESTED, detail={"note": "already eConnect's (earlier submission)"})
+        return Fail(
+            Trigger.KEY_REFUSED,
+            reason=f"{exc.message} — {NEW_KEY_HINT.format(party=m.party_id)}",
+            code=exc.code or f"HTTP{exc.status}",
+            detail={"status": exc.status, "psb_message": exc.message, "key": mask(key)},
+        )
+    return Advance(Trigger.TAKEOVER_REQUESTED, detail={"key": mask(key)})
+
+
+def inbound_await_takeover(ctx: StepContext, m: MigrationRecord) -> Outcome:
+    """Poll deliveryOption until eConnect's access point serves the party.
+
+    Read-only, so a repeat is harmless. When the party offers no document type yet
+    (no capability on), a readable config with no other access point counts too.
+    """
+    options = ctx.psb.delivery_options([m.party_id])
+    ours, urls = _our_ap(ctx, options, m.party_id)
+    if ours or (not urls and ctx.psb.get_party_config(m.party_id) is not None):
+        return Advance(Trigger.TAKEOVER_CONFIRMED, detail={"access_points": urls})
+    if m.deadline_at is not None and ctx.now >= m.deadline_at:
+        return Fail(
+            Trigger.FAIL,
+            reason=f"eConnect did not serve the party within takeover.deadline_h; access points seen: {urls}",
+            code="TAKEOVER_DEADLINE",
+        )
+    return Wait(until=next_poll(ctx, _poll_window_start(ctx, m)), detail={"access_points": urls})
+
+
+def inbound_configure(ctx: StepContext, m: MigrationRecord) -> Outcome:
+    """Apply the profile's capabilities (PUT config) and create its missing hooks.
+
+    Repeat: the config PUT is an upsert; hooks are matched by name, so none is doubled.
+    """
+    profile = _profile(ctx, m)
+    if profile.capabilities:
+        ctx.psb.put_party_config(m.party_id, {"capabilities": profile.capability_body()})
+    created = []
+    if profile.hooks:
+        existing = {str(h.get("name", "")) for h in ctx.psb.get_hooks(m.party_id)}
+        for hook in profile.hooks:
+            if hook.name in existing:
+                continue
+            ctx.psb.put_hook(
+                m.party_id, {"name": hook.name, "action": hook.action, "topics": list(hook.topics), "isActive": True}
+            )
+            created.append(hook.name)
+    return Advance(
+        Trigger.CAPABILITIES_APPLIED,
+        detail={"profile": profile.name, "capabilities": dict(profile.capabilities), "hooks_created": created},
+    )
+
+
+def inbound_grant(ctx: StepContext, m: MigrationRecord) -> Outcome:
+    """Grant the profile's users their party permissions; enroll the business card.
+
+    Repeat: both are upserts (PUT) with the same body, so a repeat changes nothing.
+    """
+    profile = _profile(ctx, m)
+    for user in profile.users:
+        ctx.psb.put_user_party(
+            user.name, {"id": m.party_id, "name": m.name or m.party_id, "permissions": dict(user.permissions)}
+        )
+    card = profile.business_card
+    if card is not None:
+        body: Mapping[str, Any] = {
+            "services": {
+                "peppol": {
+                    "businessCard": {
+                        "names": m.name or m.party_id,
+                        "countryCode": card.country_code,
+                        "geoInfo": card.geo_info,
+                        "email": card.email,
+                    }
+                }
+            }
+        }
+        ctx.psb.enroll(m.party_id, body)
+    return Advance(
+        Trigger.PERMISSIONS_GRANTED,
+        detail={"users": [u.name for u in profile.users], "business_card": card is not None},
+    )
+
+
+def inbound_verify(ctx: StepContext, m: MigrationRecord) -> Outcome:
+    """Final check: a sender's lookup (deliveryOption) reaches eConnect's access point.
+
+    Read-only. The profile turns capabilities on, so an empty answer is not yet done.
+    """
+    options = ctx.psb.delivery_options([m.party_id])
+    ours, urls = _our_ap(ctx, options, m.party_id)
+    if ours:
+        return Advance(Trigger.VERIFIED, detail={"document_types": len(options)})
+    if m.deadline_at is not None and ctx.now >= m.deadline_at:
+        return Fail(Trigger.FAIL, reason=f"the party is not reachable through eConnect; seen {urls}", code="VERIFY")
+    return Wait(until=next_poll(ctx, _poll_window_start(ctx, m)), detail={"access_points": urls})
+
+
+# ---- outbound (from eConnect) ----------------------------------------------------------
+
+
+def outbound_prepare(ctx: StepContext, m: MigrationRecord) -> Outcome:
+    """GET prepareToMigrate; the key is stored encrypted in the same commit as the move.
+
+    Repeat: prepareToMigrate is called again. The SML overwrites the key of a repeated
+    prepare, and the first key never left this process (it was not committed), so the
+    fresh key is the only one anyone will use.
+    """
+    if ctx.vault is None:
+        raise PsbPermanentError("keys.encryption_key is not set: cannot store the key", party_id=m.party_id)
+    try:
+        key = ctx.psb.prepare_to_migrate(m.party_id)
+    except PsbNotFound as exc:
+        return Fail(Trigger.FAIL, reason=f"eConnect does not serve this party: {exc.message}", code=exc.code)
+    return Advance(
+        Trigger.KEY_PREPARED,
+        detail={"key": mask(key)},
+        key_ciphertext=ctx.vault.encrypt(key),
+        key_issued_at=ctx.now,
+    )
+
+
+def outbound_handoff(ctx: StepContext, m: MigrationRecord) -> Outcome:
+    """Hand the key to the new provider (outbox file or HTTPS POST).
+
+    Repeat: the key is handed over again: the same key, so the receiver sees a duplicate
+    it can ignore. In ``manual`` mode nothing is sent and the migration waits for
+    ``keys export``.
+    """
+    if ctx.handoff is None:
+        return Wait(until=None, detail={"waiting_for": "an operator's `keys export`"})
+    key = _key(ctx, m)
+    where = ctx.handoff.deliver(
+        psb=ctx.psb,
+        batch_name=m.batch_name,
+        party_id=m.party_id,
+        key=key,
+        issued_at=m.key_issued_at,
+        new_provider=m.new_provider,
+    )
+    return Advance(Trigger.KEY_HANDED_OFF, detail={**where, "key": mask(key)})
+
+
+def outbound_await_takeover(ctx: StepContext, m: MigrationRecord) -> Outcome:
+    """Poll until a sender's lookup no longer reaches eConnect; expire the key after keys.ttl_h.
+
+    Read-only, so a repeat is harmless.
+    """
+    options = ctx.psb.delivery_options([m.party_id])
+    ours, urls = _our_ap(ctx, options, m.party_id)
+    if urls and not ours:
+        return Advance(Trigger.TAKEOVER_CONFIRMED, detail={"access_points": urls})
+    if not urls and ctx.psb.get_party_config(m.party_id) is None:
+        return Advance(Trigger.TAKEOVER_CONFIRMED, detail={"access_points": [], "note": "no longer at eConnect"})
+    if m.deadline_at is not None and ctx.now >= m.deadline_at:
+        return Advance(Trigger.KEY_TIMED_OUT, detail={"key_issued_at": str(m.key_issued_at)})
+    return Wait(until=next_poll(ctx, m.key_issued_at), detail={"access_points": urls})
+
+
+def outbound_cleanup(ctx: StepContext, m: MigrationRecord) -> Outcome:
+    """Verify eConnect dropped the party from its SMP; remove leftover hooks and permissions.
+
+    Repeat: deletes of what is already gone answer 404, which counts as done.
+    """
+    if ctx.psb.get_party_config(m.party_id) is not None:
+        return Wait(until=next_poll(ctx, m.key_issued_at), detail={"waiting_for": "eConnect to drop the party"})
+    removed_hooks: list[str] = []
+    removed_users: list[str] = []
+    if ctx.settings.outbound.cleanup:
+        for hook in ctx.psb.get_hooks(m.party_id):
+            ctx.psb.delete_hook(m.party_id, str(hook["id"]))
+            removed_hooks.append(str(hook.get("name") or hook["id"]))
+        for user in sorted(set(ctx.settings.outbound.users) | ctx.profiles.all_users()):
+            ctx.psb.delete_user_party(user, m.party_id)
+            removed_users.append(user)
+    return Advance(Trigger.VERIFIED, detail={"hooks_removed": removed_hooks, "permissions_removed": removed_users})
+
+
+def outbound_expired(ctx: StepContext, m: MigrationRecord) -> Outcome:
+    """Re-issue a fresh key when keys.reissue_expired is on; otherwise wait for an operator."""
+    if ctx.settings.keys.reissue_expired:
+        return Advance(Trigger.REISSUE, detail={"reason": "keys.reissue_expired"})
+    return Wait(until=None, detail={"waiting_for": "an operator's retry"})
+
+
+STEPS: dict[tuple[Direction, State], Step] = {
+    (Direction.TO_ECONNECT, State.REQUESTED): inbound_requested,
+    (Direction.TO_ECONNECT, State.KEY_ISSUED): inbound_submit_key,
+    (Direction.TO_ECONNECT, State.TAKEOVER_SUBMITTED): inbound_await_takeover,
+    (Direction.TO_ECONNECT, State.TAKEN_OVER): inbound_configure,
+    (Direction.TO_ECONNECT, State.CAPABILITIES_CONFIGURED): inbound_grant,
+    (Direction.TO_ECONNECT, State.PERMISSIONS_SET): inbound_verify,
+    (Direction.FROM_ECONNECT, State.REQUESTED): outbound_prepare,
+    (Direction.FROM_ECONNECT, State.KEY_ISSUED): outbound_handoff,
+    (Direction.FROM_ECONNECT, State.KEY_DELIVERED): outbound_await_takeover,
+    (Direction.FROM_ECONNECT, State.TAKEN_OVER): outbound_cleanup,
+    (Direction.FROM_ECONNECT, State.KEY_EXPIRED): outbound_expired,
+}
+
+
+def step_for(direction: Direction, state: State) -> Step | None:
+    return STEPS.get((direction, state))

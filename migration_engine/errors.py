@@ -134,3 +134,12 @@ class PsbNotFound(PsbPermanentError):
 
 class PsbConflict(PsbPermanentError):
     """The PSB says the request conflicts with the current state (HTTP 409)."""
+
+
+def is_systemic(exc: PsbError) -> bool:
+    """Whether a failure is about our credentials rather than one party: the circuit breaker's business.
+
+    A 401 that survived a token refresh, or the identity server refusing to issue a token
+    (codes OAUTH01/OAUTH02, whatever its HTTP status).
+    """
+    return isinstance(exc, PsbAuthError) and (exc.status == 401 or (exc.code or "").startswith("OAUTH"))

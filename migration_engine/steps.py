@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from migration_engine.errors import PsbNotFound, PsbPermanentError
+from migration_engine.errors import PsbNotFound, PsbPermanentError, is_systemic
 from migration_engine.handoff import Handoff
 from migration_engine.keys import KeyVault, mask
 from migration_engine.machine import Direction, State, Trigger
@@ -91,8 +91,8 @@ def inbound_submit_key(ctx: StepContext, m: MigrationRecord) -> Outcome:
     try:
         ctx.psb.submit_migration_key(m.party_id, key)
     except PsbPermanentError as exc:
-        if exc.status == 401:
-            raise  # systemic (credentials), not this party's key
+        if is_systemic(exc):
+            raise  # the credentials, not this party's key
         # Any other refusal: first make sure an earlier submission did not already win.
         if ctx.psb.get_party_config(m.party_id) is not None:
             return Advance(Trigger.TAKEOVER_REQUESTED, detail={"note": "already eConnect's (earlier submission)"})

@@ -27,7 +27,13 @@ from typing import Any
 from migration_engine import machine, scheduling
 from migration_engine.breaker import CircuitBreaker
 from migration_engine.clock import Clock
-from migration_engine.errors import PeppolMigrateError, PsbAuthError, PsbPermanentError, PsbTransientError
+from migration_engine.errors import (
+    PeppolMigrateError,
+    PsbAuthError,
+    PsbPermanentError,
+    PsbTransientError,
+    is_systemic,
+)
 from migration_engine.handoff import Handoff, make_handoff
 from migration_engine.keys import KeyVault
 from migration_engine.machine import Direction, State, Trigger
@@ -193,7 +199,7 @@ class Worker:
                 outcome, error = None, exc
                 self.breaker.record(ok=False, reason=str(exc))
             except PsbAuthError as exc:
-                if exc.status == 401:  # systemic: the credentials, not this party
+                if is_systemic(exc):  # the credentials, not this party
                     outcome, error = None, exc
                     self.breaker.record(ok=False, reason=str(exc), systemic=True)
                 else:

@@ -33,9 +33,9 @@ def import_file(
         is_active=store.active_party_ids,
         known_profiles=rt.profiles.names(),
     )
-    problems = [p.__dict__ if hasattr(p, "__dict__") else dict(p) for p in result.problems]
+    problems = [p.as_dict() for p in result.problems]
     if problems:
-        shown = f"{len(problems)} problem(s)" + (" (first ones shown)" if result.truncated else "")
+        shown = f"{result.problem_count} problem(s)" + (" (first ones shown)" if result.truncated else "")
         raise ImportRejected(f"{file}: {shown}; nothing was imported", problems=problems)
     name = batch_name or file.stem
     plan: dict[str, Any] = {

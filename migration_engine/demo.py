@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -125,7 +126,7 @@ def run_demo(*, parties: int = 240, invalid_keys: int | None = None, keep: bool 
                 rt.store.upgrade()
                 imported = import_file(rt, path=batch, batch_name="demo", dry_run=False, actor="demo")
                 print(f"demo: sandbox at {sandbox.url}; imported {imported['rows']} parties "
-                      f"({len(wrong)} inbound with a wrong key); running the worker until idle…", flush=True)
+                      f"({len(wrong)} inbound with a wrong key); running the worker until idle…", file=sys.stderr, flush=True)
                 worker = rt.worker()
                 from migration_engine.progress import ProgressDisplay
 

@@ -1,0 +1,59 @@
+"""The log of API calls the sandbox received, for tests and the demo to inspect."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from migration_engine.clock import Clock
+from migration_engine.sandbox.common import iso
+
+
+class CallLog:
+    """Thread-safe, bounded (oldest calls are forgotten first)."""
+
+    def __init__(self, clock: Clock, limit: int) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._calls: deque[dict[str, Any]] = deque(maxlen=limit)
+        self._seq = 0
+
+    def record(
+        self,
+        method: str,
+        path: str,
+        party: str | None,
+        status: int | None,
+        mutating: bool,
+        request_id: str | None = None,
+        fault: str | None = None,
+    ) -> None:
+        """``party`` is canonical or None; ``status`` None when the connection was dropped before
+        any work; ``fault`` names an injected fault (error, rate_limited, dropped_before,
+        dropped_after) or is None."""
+        with self._lock:
+            self._seq += 1
+            self._calls.append(
+                {
+                    "seq": self._seq,
+                    "at": iso(self._clock.now()),
+                    "method": method,
+                    "path": path,
+                    "partyId": party,
+                    "status": status,
+                    "mutating": mutating,
+                    "requestId": request_id,
+                    "fault": fault,
+                }
+            )
+
+    def list(self, party: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                dict(c) for c in self._calls if c["seq"] > since and (party is None or c["partyId"] == party)
+            ]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._calls.clear()

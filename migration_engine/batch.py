@@ -18,9 +18,7 @@ from migration_engine.runtime import Runtime
 from migration_engine.store import NewMigration
 
 
-def import_file(
-    rt: Runtime, *, path: str | Path, batch_name: str | None, dry_run: bool, actor: str
-) -> dict[str, Any]:
+def import_file(rt: Runtime, *, path: str | Path, batch_name: str | None, dry_run: bool, actor: str) -> dict[str, Any]:
     """Validate ``path`` and, unless ``dry_run``, import it as batch ``batch_name``."""
     file = Path(path)
     if not file.is_file():
@@ -48,7 +46,7 @@ def import_file(
     }
     if dry_run:
         return plan
-    vault = rt.vault(required=result.with_key > 0)
+    vault = rt.vault() if result.with_key else None
     now = rt.clock.now()
 
     def items() -> Iterator[NewMigration]:
@@ -62,7 +60,9 @@ def import_file(
                 name=row.name,
                 new_provider=row.new_provider,
                 key_ciphertext=vault.encrypt(row.migration_key) if vault and row.migration_key else None,
-                next_run_at=scheduling.next_run_at(row.direction, State.REQUESTED, has_key=has_key, settings=settings, now=now),
+                next_run_at=scheduling.next_run_at(
+                    row.direction, State.REQUESTED, has_key=has_key, settings=settings, now=now
+                ),
             )
 
     store.ensure_batch(name, source=str(file))

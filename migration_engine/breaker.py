@@ -80,7 +80,9 @@ class CircuitBreaker:
                 return
             failures = sum(1 for _, good in self._results if not good)
             if len(self._results) >= self._min_calls and failures / len(self._results) >= self._failure_rate:
-                self._open(now, f"{failures} of {len(self._results)} recent steps failed; last: {reason}", escalate=False)
+                self._open(
+                    now, f"{failures} of {len(self._results)} recent steps failed; last: {reason}", escalate=False
+                )
 
     def _open(self, now: float, reason: str, *, escalate: bool) -> None:
         if escalate:
@@ -89,7 +91,8 @@ class CircuitBreaker:
         self.reason = reason
         self._results.clear()
         log.warning(
-            f"circuit open: claiming paused for {self._cooldown:.0f}s because {reason}", extra={"action": "circuit_open"}
+            f"circuit open: claiming paused for {self._cooldown:.0f}s because {reason}",
+            extra={"action": "circuit_open"},
         )
 
     def _close(self) -> None:

@@ -26,9 +26,9 @@ secrets, from the environment only: {ENV_PREFIX}PSB__CLIENT_SECRET, {ENV_PREFIX}
 {ENV_PREFIX}PSB__SUBSCRIPTION_KEY, {ENV_PREFIX}KEYS__ENCRYPTION_KEY (or the same name + _FILE).
 
 states, to-econnect (inbound):
-  {chr(10).join('  ' + line for line in machine.help_lines(Direction.TO_ECONNECT)).strip()}
+  {chr(10).join("  " + line for line in machine.help_lines(Direction.TO_ECONNECT)).strip()}
 states, from-econnect (outbound):
-  {chr(10).join('  ' + line for line in machine.help_lines(Direction.FROM_ECONNECT)).strip()}
+  {chr(10).join("  " + line for line in machine.help_lines(Direction.FROM_ECONNECT)).strip()}
 """
 
 
@@ -148,8 +148,10 @@ def _cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
         _print_json(result)
     else:
         verb = "would import" if args.dry_run else "imported"
-        print(f"{verb} {result['rows']} parties into batch {result['batch']}: "
-              + ", ".join(f"{k} {v}" for k, v in result["by_direction"].items()))
+        print(
+            f"{verb} {result['rows']} parties into batch {result['batch']}: "
+            + ", ".join(f"{k} {v}" for k, v in result["by_direction"].items())
+        )
     return 0
 
 
@@ -158,8 +160,10 @@ def _cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return 0
-    print(f"batch: {data['batch'] or 'all'}   total {data['total']}   done {data['percent_done']}%   "
-          f"completed in the last hour {data['throughput_last_hour']}   paused {data['paused']}")
+    print(
+        f"batch: {data['batch'] or 'all'}   total {data['total']}   done {data['percent_done']}%   "
+        f"completed in the last hour {data['throughput_last_hour']}   paused {data['paused']}"
+    )
     for direction, counts in data["by_direction"].items():
         shown = {k: v for k, v in counts.items() if v}
         print(f"  {direction:<14} " + ("  ".join(f"{k}={v}" for k, v in shown.items()) or "-"))
@@ -182,8 +186,10 @@ def _cmd_show(rt: Runtime, args: argparse.Namespace) -> int:
         _print_json({"party_id": party, "state": data[0]["state"], "migrations": data})
         return 0
     for m in data:
-        print(f"{m['party_id']}  {m['direction']}  {m['state']}  batch={m['batch']}  attempts={m['attempts']}"
-              + (f"  last error: {m['last_error']}" if m["last_error"] else ""))
+        print(
+            f"{m['party_id']}  {m['direction']}  {m['state']}  batch={m['batch']}  attempts={m['attempts']}"
+            + (f"  last error: {m['last_error']}" if m["last_error"] else "")
+        )
         for e in m["events"]:
             move = f"{e.get('from_state')} -> {e.get('to_state')}" if e.get("from_state") != e.get("to_state") else ""
             http = f"{e['http_method']} {e['http_path']} -> {e.get('http_status')}" if e.get("http_method") else ""
@@ -194,8 +200,14 @@ def _cmd_show(rt: Runtime, args: argparse.Namespace) -> int:
 
 def _cmd_key_set(rt: Runtime, args: argparse.Namespace) -> int:
     key = sys.stdin.readline().strip() if args.key == "-" else args.key
-    record = ops.key_set(rt.checked_store(), rt.vault(required=True), rt.settings,  # type: ignore[arg-type]
-                         party=args.party, key=key, actor=_actor(args.actor))
+    record = ops.key_set(
+        rt.checked_store(),
+        rt.vault(),
+        rt.settings,
+        party=args.party,
+        key=key,
+        actor=_actor(args.actor),
+    )
     print(f"{record.party_id}: key set, now {record.state}")
     return 0
 
@@ -237,8 +249,10 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     from migration_engine.sandbox.server import serve
 
     config = SandboxConfig(
-        latency_ms=args.latency_ms, error_rate=args.error_rate,
-        propagation_delay_s=args.propagation_delay_s, seed=args.seed,
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        propagation_delay_s=args.propagation_delay_s,
+        seed=args.seed,
     )
     print(f"sandbox: PSB and identity server on http://{args.host}:{args.port}", flush=True)
     serve(config, host=args.host, port=args.port)
@@ -266,8 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"database schema is up to date ({rt.settings.database.url.split('://')[0]})")
                 return 0
             handlers = {
-                "import": _cmd_import, "run": _cmd_run, "status": _cmd_status, "show": _cmd_show,
-                "audit": _cmd_audit_verify, "key": _cmd_key_set,
+                "import": _cmd_import,
+                "run": _cmd_run,
+                "status": _cmd_status,
+                "show": _cmd_show,
+                "audit": _cmd_audit_verify,
+                "key": _cmd_key_set,
                 **{a: _cmd_action for a in ops.ACTIONS},
             }
             return handlers[args.command](rt, args)

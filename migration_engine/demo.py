@@ -125,8 +125,12 @@ def run_demo(*, parties: int = 240, invalid_keys: int | None = None, keep: bool 
             try:
                 rt.store.upgrade()
                 imported = import_file(rt, path=batch, batch_name="demo", dry_run=False, actor="demo")
-                print(f"demo: sandbox at {sandbox.url}; imported {imported['rows']} parties "
-                      f"({len(wrong)} inbound with a wrong key); running the worker until idle…", file=sys.stderr, flush=True)
+                print(
+                    f"demo: sandbox at {sandbox.url}; imported {imported['rows']} parties "
+                    f"({len(wrong)} inbound with a wrong key); running the worker until idle…",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 worker = rt.worker()
                 from migration_engine.progress import ProgressDisplay
 
@@ -153,8 +157,14 @@ def _summary(rt: Runtime, wrong: set[str], seconds: float) -> dict[str, Any]:
         if record.state is State.KEY_REJECTED:
             rejected.append({"party_id": record.party_id, "error": record.last_error})
         if record.state is not expected:
-            unexpected.append({"party_id": record.party_id, "state": record.state.value, "expected": expected.value,
-                               "error": record.last_error})
+            unexpected.append(
+                {
+                    "party_id": record.party_id,
+                    "state": record.state.value,
+                    "expected": expected.value,
+                    "error": record.last_error,
+                }
+            )
     broken = store.verify_audit()
     return {
         "ok": not unexpected and not broken,

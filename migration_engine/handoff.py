@@ -69,7 +69,7 @@ def append_private_csv(path: Path, header: list[str], row: list[str]) -> None:
 
 class OutboxHandoff:
     mode = "outbox"
-    HEADER = ["party_id", "migration_key", "issued_at", "new_provider"]
+    HEADER = ("party_id", "migration_key", "issued_at", "new_provider")
 
     def __init__(self, folder: str | Path) -> None:
         self._folder = Path(folder)
@@ -88,7 +88,7 @@ class OutboxHandoff:
         path = outbox_file(self._folder, batch_name)
         row = [party_id, key, issued_at.isoformat() if issued_at else "", new_provider or ""]
         with self._lock:
-            append_private_csv(path, self.HEADER, row)
+            append_private_csv(path, list(self.HEADER), row)
         return {"handoff": "outbox", "file": str(path)}
 
 

@@ -102,7 +102,9 @@ class KeyVault:
                 "(at least 16 characters) so migration keys can be stored encrypted"
             )
         if len(secret) < 16:
-            raise SecretError("the key-encryption key (PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY) is shorter than 16 characters")
+            raise SecretError(
+                "the key-encryption key (PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY) is shorter than 16 characters"
+            )
         derived = hashlib.sha256(b"peppol-migrate/kek/v1\0" + secret.encode("utf-8")).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
 

@@ -184,18 +184,14 @@ def _machine(direction: Direction) -> Machine:
     return machine
 
 
-def next_state(
-    direction: Direction, state: State, trigger: Trigger, *, failed_state: State | None = None
-) -> State:
+def next_state(direction: Direction, state: State, trigger: Trigger, *, failed_state: State | None = None) -> State:
     """Where ``trigger`` takes a migration in ``state``; ``TransitionError`` if it may not.
 
     ``retry`` goes back to ``failed_state`` (the state the migration failed in).
     """
     machine = _machine(direction)
     candidates = [
-        t.dest
-        for t in machine.get_transitions(trigger=trigger.value, source=state.value)
-        if t.dest is not None
+        t.dest for t in machine.get_transitions(trigger=trigger.value, source=state.value) if t.dest is not None
     ]
     if trigger is T.RETRY:
         if failed_state is not None and failed_state.value in candidates:

@@ -113,7 +113,12 @@ def operator_action(
             note = {}
             if r.direction is Direction.FROM_ECONNECT and r.key_ciphertext is not None:
                 note = {"note": "the SML has no cancel operation: the issued key stays valid until it expires"}
-            return Change(**base, new_state=dest, next_run_at=None, events=[_event(actor, r, dest, Trigger.CANCEL, action=action, **note)])
+            return Change(
+                **base,
+                new_state=dest,
+                next_run_at=None,
+                events=[_event(actor, r, dest, Trigger.CANCEL, action=action, **note)],
+            )
         # retry
         if r.direction is Direction.FROM_ECONNECT and r.state is State.KEY_EXPIRED:
             trigger = Trigger.REISSUE
@@ -130,17 +135,19 @@ def operator_action(
             new_state=dest,
             attempts=0,
             failed_state=None,
-            next_run_at=scheduling.next_run_at(r.direction, dest, has_key=r.key_ciphertext is not None, settings=settings, now=now),
-            deadline_at=scheduling.deadline_at(r.direction, dest, key_issued_at=r.key_issued_at, settings=settings, now=now),
+            next_run_at=scheduling.next_run_at(
+                r.direction, dest, has_key=r.key_ciphertext is not None, settings=settings, now=now
+            ),
+            deadline_at=scheduling.deadline_at(
+                r.direction, dest, key_issued_at=r.key_issued_at, settings=settings, now=now
+            ),
             events=[_event(actor, r, dest, trigger, action=action)],
         )
 
     return _apply(store, record, build)
 
 
-def act_on_batch(
-    store: Store, settings: Settings, *, batch_name: str, action: str, actor: str
-) -> list[ActionResult]:
+def act_on_batch(store: Store, settings: Settings, *, batch_name: str, action: str, actor: str) -> list[ActionResult]:
     """Apply an action to every open migration of a batch; refusals are reported, not raised."""
     results = []
     for record in list(store.list_migrations(batch_name=batch_name)):

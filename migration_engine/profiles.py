@@ -97,7 +97,9 @@ def _parse(name: str, data: Mapping[str, Any], where: str) -> Profile:
             geo_info=str(card.get("geo_info", "")),
             email=str(card.get("email", "")),
         )
-    return Profile(name=name, capabilities=dict(caps), hooks=tuple(hooks), users=tuple(users), business_card=business_card)
+    return Profile(
+        name=name, capabilities=dict(caps), hooks=tuple(hooks), users=tuple(users), business_card=business_card
+    )
 
 
 class ProfileCatalog:

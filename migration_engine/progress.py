@@ -25,8 +25,15 @@ def summary_line(totals: dict[str, int]) -> str:
 class ProgressDisplay:
     """Polls the store's counts twice a second and shows them until closed."""
 
-    def __init__(self, store: Store, *, batch_name: str | None = None, interval_s: float = 0.5,
-                 tty: bool | None = None, extra: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        batch_name: str | None = None,
+        interval_s: float = 0.5,
+        tty: bool | None = None,
+        extra: Callable[[], str] | None = None,
+    ) -> None:
         self._store = store
         self._batch = batch_name
         self._interval = interval_s
@@ -45,8 +52,12 @@ class ProgressDisplay:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(
-            TextColumn("[bold]migrating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.description}"), transient=False,
+            TextColumn("[bold]migrating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            transient=False,
         ) as progress:
             task = progress.add_task("", total=None)
             while True:

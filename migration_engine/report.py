@@ -16,9 +16,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def status(store: Store, *, batch_name: str | None = None, now: datetime) -> dict[str, Any]:
     """Counts per direction and state, progress, throughput, the oldest waiting party, errors."""
-    by_direction: dict[str, dict[str, int]] = {
-        d.value: {s.value: 0 for s in states(d)} for d in Direction
-    }
+    by_direction: dict[str, dict[str, int]] = {d.value: {s.value: 0 for s in states(d)} for d in Direction}
     for direction, state, count in store.counts(batch_name=batch_name):
         by_direction[direction.value][state.value] = by_direction[direction.value].get(state.value, 0) + count
     total = sum(sum(v.values()) for v in by_direction.values())
@@ -36,7 +34,7 @@ def status(store: Store, *, batch_name: str | None = None, now: datetime) -> dic
         if record.state in TERMINAL_STATES:
             continue
         paused += record.paused
-        if record.last_error_code and record.state in (State.NEEDS_ATTENTION, State.KEY_REJECTED) or (
+        if (record.last_error_code and record.state in (State.NEEDS_ATTENTION, State.KEY_REJECTED)) or (
             record.last_error_code and record.attempts
         ):
             errors[record.last_error_code or "unknown"] += 1
@@ -93,7 +91,16 @@ def event_dict(event: AuditEvent) -> dict[str, Any]:
         "actor": event.actor,
         "kind": event.kind,
     }
-    for name in ("from_state", "to_state", "trigger", "http_method", "http_path", "http_status", "duration_ms", "request_id"):
+    for name in (
+        "from_state",
+        "to_state",
+        "trigger",
+        "http_method",
+        "http_path",
+        "http_status",
+        "duration_ms",
+        "request_id",
+    ):
         value = getattr(event, name)
         if value is not None:
             out[name] = value.value if hasattr(value, "value") else value

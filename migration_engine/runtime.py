@@ -39,11 +39,13 @@ class Runtime:
             self._profiles = ProfileCatalog.load(self.settings.profiles.dir)
         return self._profiles
 
-    def vault(self, *, required: bool) -> KeyVault | None:
-        secret = self.settings.keys.encryption_key
-        if not secret and not required:
-            return None
-        return KeyVault(secret)
+    def vault(self) -> KeyVault:
+        """The key vault; ``SecretError`` when the key-encryption key is missing or too short."""
+        return KeyVault(self.settings.keys.encryption_key)
+
+    def optional_vault(self) -> KeyVault | None:
+        """The key vault if a key-encryption key is set (steps that need one say so when they run)."""
+        return self.vault() if self.settings.keys.encryption_key else None
 
     @property
     def psb(self) -> PsbClient:
@@ -73,7 +75,7 @@ class Runtime:
             psb=self.psb,
             settings=self.settings,
             profiles=self.profiles,
-            vault=self.vault(required=False),
+            vault=self.optional_vault(),
             clock=self.clock,
             **kwargs,  # type: ignore[arg-type]
         )

@@ -243,9 +243,7 @@ def _check(settings: Settings) -> None:
 
 def with_overrides(settings: Settings, **sections: Mapping[str, Any]) -> Settings:
     """A copy with some values replaced, e.g. ``with_overrides(s, worker={"concurrency": 4})``."""
-    changed = {
-        name: dataclasses.replace(getattr(settings, name), **dict(body)) for name, body in sections.items()
-    }
+    changed = {name: dataclasses.replace(getattr(settings, name), **dict(body)) for name, body in sections.items()}
     result = dataclasses.replace(settings, **changed)
     _check(result)
     return result

@@ -52,7 +52,7 @@ def _profile(ctx: StepContext, m: MigrationRecord) -> Profile:
 
 def _our_ap(ctx: StepContext, options: list[dict[str, Any]], party_id: str) -> tuple[bool, list[str]]:
     """Whether eConnect's access point serves the party, and every AP url seen for it."""
-    urls = sorted({str(o.get("url", "")) for o in options if str(o.get("partyId", party_id)) .lower() == party_id})
+    urls = sorted({str(o.get("url", "")) for o in options if str(o.get("partyId", party_id)).lower() == party_id})
     return ctx.settings.psb.access_point_url in urls, urls
 
 

@@ -78,7 +78,7 @@ class Worker:
         vault: KeyVault | None,
         clock: Clock,
         worker_id: str | None = None,
-        handoff: Handoff | None | str = "settings",
+        handoff: Handoff | str | None = "settings",
         rng: random.Random | None = None,
         on_applied: Callable[[MigrationRecord], None] | None = None,
     ) -> None:
@@ -122,7 +122,9 @@ class Worker:
             allowed = self.breaker.allowed(free)
             if allowed <= 0:
                 return 0
-            records = self.store.claim_due(worker_id=self.worker_id, limit=allowed, lease_s=self.settings.worker.lease_s)
+            records = self.store.claim_due(
+                worker_id=self.worker_id, limit=allowed, lease_s=self.settings.worker.lease_s
+            )
             with self._lock:
                 for record in records:
                     self._in_flight[record.id] = record
@@ -138,7 +140,10 @@ class Worker:
             running = list(self._in_flight.values())
         for record in running:
             if not self.store.renew_lease(
-                migration_id=record.id, worker_id=self.worker_id, version=record.version, lease_s=self.settings.worker.lease_s
+                migration_id=record.id,
+                worker_id=self.worker_id,
+                version=record.version,
+                lease_s=self.settings.worker.lease_s,
             ):
                 log.warning(
                     "lease lost while the step runs; its result will be discarded",
@@ -224,7 +229,9 @@ class Worker:
             **fields,
         )
 
-    def _retry_change(self, record: MigrationRecord, exc: PsbTransientError | PsbAuthError, events: list[EventIn], now: datetime) -> Change:
+    def _retry_change(
+        self, record: MigrationRecord, exc: PsbTransientError | PsbAuthError, events: list[EventIn], now: datetime
+    ) -> Change:
         retry_after = getattr(exc, "retry_after_s", None)
         decision = self.retry.decide(attempts_so_far=record.attempts, now=now, retry_after_s=retry_after)
         code = exc.code or (f"HTTP{exc.status}" if exc.status else type(exc).__name__)
@@ -239,19 +246,40 @@ class Worker:
                 actor=self.worker_id,
                 from_state=record.state,
                 to_state=record.state,
-                detail={"error": str(exc), "code": code, "attempt": decision.attempts, "retry_at": decision.when.isoformat()},
+                detail={
+                    "error": str(exc),
+                    "code": code,
+                    "attempt": decision.attempts,
+                    "retry_at": decision.when.isoformat(),
+                },
             )
         )
         return self._base(
-            record, events, next_run_at=decision.when, attempts=decision.attempts, last_error=str(exc), last_error_code=code
+            record,
+            events,
+            next_run_at=decision.when,
+            attempts=decision.attempts,
+            last_error=str(exc),
+            last_error_code=code,
         )
 
     def _outcome_change(
-        self, record: MigrationRecord, outcome: Outcome, events: list[EventIn], now: datetime, attempts: int | None = None
+        self,
+        record: MigrationRecord,
+        outcome: Outcome,
+        events: list[EventIn],
+        now: datetime,
+        attempts: int | None = None,
     ) -> Change:
         if isinstance(outcome, Wait):
             events.append(
-                EventIn(kind="observation", actor=self.worker_id, from_state=record.state, to_state=record.state, detail=dict(outcome.detail))
+                EventIn(
+                    kind="observation",
+                    actor=self.worker_id,
+                    from_state=record.state,
+                    to_state=record.state,
+                    detail=dict(outcome.detail),
+                )
             )
             return self._base(record, events, next_run_at=outcome.until)
         dest = machine.next_state(record.direction, record.state, outcome.trigger)
@@ -268,12 +296,20 @@ class Worker:
                 detail=detail,
             )
         )
-        key_issued_at = outcome.key_issued_at if isinstance(outcome, Advance) and outcome.key_issued_at else record.key_issued_at
-        has_key = record.key_ciphertext is not None or (isinstance(outcome, Advance) and outcome.key_ciphertext is not None)
+        key_issued_at = (
+            outcome.key_issued_at if isinstance(outcome, Advance) and outcome.key_issued_at else record.key_issued_at
+        )
+        has_key = record.key_ciphertext is not None or (
+            isinstance(outcome, Advance) and outcome.key_ciphertext is not None
+        )
         fields: dict[str, Any] = {
             "new_state": dest,
-            "next_run_at": scheduling.next_run_at(record.direction, dest, has_key=has_key, settings=self.settings, now=now),
-            "deadline_at": scheduling.deadline_at(record.direction, dest, key_issued_at=key_issued_at, settings=self.settings, now=now),
+            "next_run_at": scheduling.next_run_at(
+                record.direction, dest, has_key=has_key, settings=self.settings, now=now
+            ),
+            "deadline_at": scheduling.deadline_at(
+                record.direction, dest, key_issued_at=key_issued_at, settings=self.settings, now=now
+            ),
             "attempts": attempts if attempts is not None else 0,
         }
         if isinstance(outcome, Advance):

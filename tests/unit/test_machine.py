@@ -26,10 +26,20 @@ def test_every_non_terminal_state_can_reach_completed_or_a_waiting_state(directi
 @pytest.mark.parametrize("direction", list(Direction))
 def test_the_happy_path_reaches_completed(direction):
     path = {
-        Direction.TO_ECONNECT: [Trigger.KEY_RECEIVED, Trigger.TAKEOVER_REQUESTED, Trigger.TAKEOVER_CONFIRMED,
-                                Trigger.CAPABILITIES_APPLIED, Trigger.PERMISSIONS_GRANTED, Trigger.VERIFIED],
-        Direction.FROM_ECONNECT: [Trigger.KEY_PREPARED, Trigger.KEY_HANDED_OFF, Trigger.TAKEOVER_CONFIRMED,
-                                  Trigger.VERIFIED],
+        Direction.TO_ECONNECT: [
+            Trigger.KEY_RECEIVED,
+            Trigger.TAKEOVER_REQUESTED,
+            Trigger.TAKEOVER_CONFIRMED,
+            Trigger.CAPABILITIES_APPLIED,
+            Trigger.PERMISSIONS_GRANTED,
+            Trigger.VERIFIED,
+        ],
+        Direction.FROM_ECONNECT: [
+            Trigger.KEY_PREPARED,
+            Trigger.KEY_HANDED_OFF,
+            Trigger.TAKEOVER_CONFIRMED,
+            Trigger.VERIFIED,
+        ],
     }[direction]
     state = State.REQUESTED
     for trigger in path:
@@ -48,8 +58,10 @@ def test_terminal_states_allow_nothing():
 def test_failure_and_retry_return_to_the_failed_state():
     d = Direction.TO_ECONNECT
     assert machine.next_state(d, State.TAKEOVER_SUBMITTED, Trigger.FAIL) is State.NEEDS_ATTENTION
-    assert machine.next_state(d, State.NEEDS_ATTENTION, Trigger.RETRY, failed_state=State.TAKEOVER_SUBMITTED) \
+    assert (
+        machine.next_state(d, State.NEEDS_ATTENTION, Trigger.RETRY, failed_state=State.TAKEOVER_SUBMITTED)
         is State.TAKEOVER_SUBMITTED
+    )
     with pytest.raises(TransitionError, match="only needs_attention"):
         machine.next_state(d, State.KEY_ISSUED, Trigger.RETRY, failed_state=State.KEY_ISSUED)
 
@@ -83,4 +95,4 @@ def test_readme_diagrams_are_the_generated_ones():
 
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     for direction in Direction:
-        assert machine.mermaid(direction) in readme, f"regenerate the README diagram: peppol-migrate states --mermaid"
+        assert machine.mermaid(direction) in readme, "regenerate the README diagram: peppol-migrate states --mermaid"

@@ -32,7 +32,9 @@ def test_default_toml_loads_as_a_config_file():
 def test_environment_overrides_file(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text('[worker]\nconcurrency = 4\n[psb]\nbase_url = "http://file"\n')
-    s = load_settings(f, env={"PEPPOL_MIGRATE_PSB__BASE_URL": "http://env", "PEPPOL_MIGRATE_KEYS__REISSUE_EXPIRED": "yes"})
+    s = load_settings(
+        f, env={"PEPPOL_MIGRATE_PSB__BASE_URL": "http://env", "PEPPOL_MIGRATE_KEYS__REISSUE_EXPIRED": "yes"}
+    )
     assert s.worker.concurrency == 4
     assert s.psb.base_url == "http://env"
     assert s.keys.reissue_expired is True

@@ -1,0 +1,111 @@
+"""Both directions through the real sandbox over loopback, with a worker restart half-way.
+
+The sandbox and the engine share one ManualClock: polls and backoffs advance it instead of
+sleeping, so the whole run takes as long as the HTTP calls do.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from migration_engine.batch import import_file
+from migration_engine.clock import ManualClock
+from migration_engine.machine import Direction, State
+from migration_engine.runtime import Runtime
+from migration_engine.sandbox import SandboxConfig, SandboxServer
+from tests.support import engine_settings, expected_moves, kvk, seed_batch
+
+
+@pytest.fixture
+def clock():
+    return ManualClock()
+
+
+@pytest.fixture
+def sandbox(clock):
+    with SandboxServer(SandboxConfig(propagation_delay_s=20, takeover_delay_s=30), clock=clock) as server:
+        yield server
+
+
+def transitions_of(store, migration_id):
+    return [(e.from_state.value, e.to_state.value) for e in store.events(migration_id) if e.kind == "transition"]
+
+
+def test_fifty_each_way_survive_a_worker_restart(tmp_path, sandbox, clock, db_url):
+    inbound = [kvk(i) for i in range(50)]
+    outbound = [kvk(100 + i) for i in range(50)]
+    seed_batch(sandbox.model, tmp_path / "batch.csv", inbound=inbound, outbound=outbound)
+    settings = engine_settings(db_url, sandbox.url)
+
+    first = Runtime(settings, clock=clock)
+    first.store.upgrade()
+    import_file(first, path=tmp_path / "batch.csv", batch_name="b1", dry_run=False, actor="test")
+    worker = first.worker(worker_id="worker-1")
+    # Run the first worker until about half of the steps are done, then close it.
+    while worker.steps_run < 300:
+        if not worker.tick() and not worker.in_flight():
+            clock.advance(5)
+    worker.close()
+    counts = {state: n for _, state, n in first.store.counts(batch_name="b1")}
+    assert counts.get(State.COMPLETED, 0) < 100, "the restart must happen half-way"
+    first.close()
+
+    second = Runtime(settings, clock=clock)
+    second.worker(worker_id="worker-2").drain()
+    store = second.store
+    records = list(store.list_migrations(batch_name="b1"))
+    assert len(records) == 100
+    assert {r.state for r in records} == {State.COMPLETED}
+    actors = set()
+    for record in records:
+        assert transitions_of(store, record.id) == expected_moves(record.direction), record.party_id
+        actors |= {e.actor for e in store.events(record.id) if e.kind == "transition"}
+    assert {"worker-1", "worker-2"} <= actors
+    assert store.verify_audit() == []
+    # The sandbox agrees: inbound parties are eConnect's, outbound ones the other provider's.
+    assert all(sandbox.model.owner(p) == "econnect" for p in inbound)
+    assert all(sandbox.model.owner(p) == "provider-b" for p in outbound)
+    second.close()
+
+
+def test_a_wrong_key_is_rejected_with_the_psb_message_and_a_new_key_completes(tmp_path, sandbox, clock, db_url):
+    from migration_engine import ops
+
+    party = kvk(7)
+    seed_batch(sandbox.model, tmp_path / "batch.csv", inbound=[party], wrong_keys=[party])
+    rt = Runtime(engine_settings(db_url, sandbox.url), clock=clock)
+    rt.store.upgrade()
+    import_file(rt, path=tmp_path / "batch.csv", batch_name="b", dry_run=False, actor="test")
+    rt.worker().drain()
+    [record] = rt.store.find_party(party)
+    assert record.state is State.KEY_REJECTED
+    assert "new key" in (record.last_error or "")
+    assert "99ZZyy##99ZZyy##" not in (record.last_error or "")
+
+    new_key = sandbox.model.provider_prepare("provider-b", party)
+    ops.key_set(rt.store, rt.vault(), rt.settings, party=party, key=new_key, actor="operator:test")
+    rt.worker().drain()
+    [record] = rt.store.find_party(party)
+    assert record.state is State.COMPLETED
+    kinds = [(e.kind, e.to_state.value if e.to_state else None) for e in rt.store.events(record.id)]
+    assert ("operator", "key_issued") in kinds
+    rt.close()
+
+
+def test_an_outbound_key_expires_then_is_reissued(tmp_path, clock, db_url):
+    config = SandboxConfig(takeover_delay_s=10 * 24 * 3600)  # the new provider never acts in time
+    with SandboxServer(config, clock=clock) as sandbox:
+        party = kvk(8)
+        seed_batch(sandbox.model, tmp_path / "batch.csv", outbound=[party])
+        rt = Runtime(
+            engine_settings(
+                db_url, sandbox.url, PEPPOL_MIGRATE_KEYS__TTL_H="1", PEPPOL_MIGRATE_TAKEOVER__POLL_MAX_S="600"
+            ),
+            clock=clock,
+        )
+        rt.store.upgrade()
+        import_file(rt, path=tmp_path / "batch.csv", batch_name="b", dry_run=False, actor="test")
+        rt.worker().drain()
+        [record] = rt.store.find_party(party)
+        assert record.state is State.KEY_EXPIRED and record.direction is Direction.FROM_ECONNECT
+        rt.close()

@@ -1,0 +1,99 @@
+"""Test helpers shared by the integration and acceptance suites (factories, not fakes)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from migration_engine.machine import Direction, State, Trigger, next_state
+from migration_engine.settings import Settings, load_settings
+
+ROOT = Path(__file__).parents[1]
+PROFILES = ROOT / "config" / "profiles"
+PROVIDER = "provider-b"
+TEST_KEK = "test-key-encryption-key-0123456789"
+
+HAPPY_PATH = {
+    Direction.TO_ECONNECT: (
+        Trigger.KEY_RECEIVED,
+        Trigger.TAKEOVER_REQUESTED,
+        Trigger.TAKEOVER_CONFIRMED,
+        Trigger.CAPABILITIES_APPLIED,
+        Trigger.PERMISSIONS_GRANTED,
+        Trigger.VERIFIED,
+    ),
+    Direction.FROM_ECONNECT: (
+        Trigger.KEY_PREPARED,
+        Trigger.KEY_HANDED_OFF,
+        Trigger.TAKEOVER_CONFIRMED,
+        Trigger.VERIFIED,
+    ),
+}
+
+
+def expected_moves(direction: Direction) -> list[tuple[str, str]]:
+    """The (from, to) pairs of a migration's happy path, in order."""
+    moves, state = [], State.REQUESTED
+    for trigger in HAPPY_PATH[direction]:
+        dest = next_state(direction, state, trigger)
+        moves.append((state.value, dest.value))
+        state = dest
+    return moves
+
+
+def engine_env(db_url: str, sandbox_url: str, **extra: str) -> dict[str, str]:
+    env = {
+        "PEPPOL_MIGRATE_DATABASE__URL": db_url,
+        "PEPPOL_MIGRATE_PSB__BASE_URL": sandbox_url,
+        "PEPPOL_MIGRATE_PSB__IDENTITY_URL": sandbox_url,
+        "PEPPOL_MIGRATE_PSB__CLIENT_ID": "sandbox-client",
+        "PEPPOL_MIGRATE_PSB__CLIENT_SECRET": "sandbox-secret",
+        "PEPPOL_MIGRATE_PSB__MAX_RPS": "0",
+        "PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY": TEST_KEK,
+        "PEPPOL_MIGRATE_HANDOFF__MODE": "https",
+        "PEPPOL_MIGRATE_HANDOFF__ENDPOINT": f"{sandbox_url}/sandbox/providers/{{new_provider}}/handoff",
+        "PEPPOL_MIGRATE_WORKER__CONCURRENCY": "8",
+        "PEPPOL_MIGRATE_WORKER__POLL_INTERVAL_S": "0.05",
+        "PEPPOL_MIGRATE_TAKEOVER__POLL_S": "5",
+        "PEPPOL_MIGRATE_TAKEOVER__POLL_MAX_S": "60",
+        "PEPPOL_MIGRATE_PROFILES__DIR": str(PROFILES),
+    }
+    env.update(extra)
+    return env
+
+
+def engine_settings(db_url: str, sandbox_url: str, **extra: str) -> Settings:
+    return load_settings(env=engine_env(db_url, sandbox_url, **extra))
+
+
+def kvk(i: int) -> str:
+    return f"0106:{50000000 + i:08d}"
+
+
+def seed_batch(
+    model,
+    path: Path,
+    *,
+    inbound: Iterable[str] = (),
+    outbound: Iterable[str] = (),
+    wrong_keys: Sequence[str] = (),
+    no_key: Sequence[str] = (),
+) -> dict[str, str]:
+    """Register the parties in the sandbox and write a batch CSV; returns the inbound keys used."""
+    keys: dict[str, str] = {}
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["party_id", "direction", "migration_key", "profile", "name", "new_provider"])
+        for party in inbound:
+            model.register(party, PROVIDER)
+            key = "" if party in no_key else model.provider_prepare(PROVIDER, party)
+            if party in wrong_keys:
+                key = "99ZZyy##99ZZyy##"
+            if key:
+                keys[party] = key
+            writer.writerow([party, "to-econnect", key, "default", f"Name {party}", ""])
+        for party in outbound:
+            model.register(party, "econnect")
+            writer.writerow([party, "from-econnect", "", "", f"Name {party}", PROVIDER])
+    return keys

@@ -1,0 +1,166 @@
+"""The engine, its connections and transactions, and the translation of SQLAlchemy errors.
+
+SQLite: one file, many worker threads. Each call checks a connection out of a queue pool
+(so each thread works on its own connection), in WAL mode with a busy timeout. The ``sqlite3``
+driver's own transaction handling is switched off and SQLAlchemy emits BEGIN itself (the
+recipe in SQLAlchemy's SQLite dialect docs), so a write transaction starts with
+``BEGIN IMMEDIATE``: it takes the write lock up front and never fails to upgrade a read
+snapshot half-way.
+
+``sqlite://`` (in memory) gets one shared connection: single-threaded tests only.
+
+PostgreSQL: psycopg 3 (``postgresql+psycopg://``), READ COMMITTED, a pool sized for the
+worker threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+from migration_engine.clock import Clock
+from migration_engine.errors import ActiveMigrationExists, StoreError
+from migration_engine.store.schema import batches
+
+_IMMEDIATE = "peppol_migrate_begin_immediate"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalise_url(url: str) -> URL:
+    """``postgres://`` and ``postgresql://`` mean psycopg 3 here."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _sqlite_engine(url: URL, pool_size: int) -> Engine:
+    connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    if url.database in (None, "", ":memory:"):
+        # An in-memory database lives in its connection: one connection, for single-threaded
+        # tests only. Worker threads need a file.
+        engine = create_engine(url, poolclass=StaticPool, hide_parameters=True, connect_args=connect_args)
+    else:
+        engine = create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            hide_parameters=True,
+            connect_args=connect_args,
+        )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Stop sqlite3 from emitting BEGIN by itself (and from committing before DDL).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _postgres_engine(url: URL, pool_size: int) -> Engine:
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        hide_parameters=True,
+    )
+
+
+def _unique_party_violation(exc: IntegrityError) -> bool:
+    text = str(exc.orig)
+    return "uq_migrations_open_party" in text or "migrations.party_id" in text
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's message (first line), plus PostgreSQL's detail, e.g. the duplicate key."""
+    orig = getattr(exc, "orig", None)
+    reason = str(orig if orig is not None else exc).strip().splitlines()[0]
+    detail = getattr(getattr(orig, "diag", None), "message_detail", None)
+    return f"{reason}: {detail}" if detail else reason
+
+
+class Database:
+    """An engine plus the store's conventions: short transactions, translated errors."""
+
+    def __init__(self, url: str, *, clock: Clock, pool_size: int) -> None:
+        self.url = normalise_url(url)
+        self.clock = clock
+        self.dialect = self.url.get_backend_name()
+        if self.dialect == "sqlite":
+            self.engine = _sqlite_engine(self.url, pool_size)
+        elif self.dialect == "postgresql":
+            self.engine = _postgres_engine(self.url, pool_size)
+        else:
+            raise StoreError(f"unsupported database {self.dialect!r}: use sqlite:/// or postgresql+psycopg://")
+        self._write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
+        self._batch_names: dict[int, str] = {}
+        self._batch_lock = threading.Lock()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def translate(self, action: str) -> Iterator[None]:
+        """Turn SQLAlchemy's errors into the store's, keeping the cause."""
+        try:
+            yield
+        except IntegrityError as exc:
+            if _unique_party_violation(exc):
+                raise ActiveMigrationExists(
+                    f"{action}: a party already has an open migration ({_reason(exc)})"
+                ) from exc
+            raise StoreError(f"{action}: the database refused it: {_reason(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{action}: {_reason(exc)}") from exc
+
+    @contextmanager
+    def read(self, action: str) -> Iterator[Connection]:
+        """A short read transaction."""
+        with self.translate(action), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self, action: str) -> Iterator[Connection]:
+        """A short write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
+        with self.translate(action), self._write_engine.begin() as conn:
+            yield conn
+
+    def batch_name(self, conn: Connection, batch_id: int | None) -> str | None:
+        """A batch's name; names never change, so they are cached for the records' sake."""
+        if batch_id is None:
+            return None
+        name = self._batch_names.get(batch_id)
+        if name is None:
+            name = conn.execute(select(batches.c.name).where(batches.c.id == batch_id)).scalar_one()
+            with self._batch_lock:
+                self._batch_names[batch_id] = name
+        return name
+
+    def remember_batch(self, batch_id: int, name: str) -> None:
+        with self._batch_lock:
+            self._batch_names[batch_id] = name
+
+    def dispose(self) -> None:
+        self.engine.dispose()

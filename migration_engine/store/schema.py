@@ -1,0 +1,188 @@
+"""The tables, as SQLAlchemy Core metadata. Alembic's revisions must produce exactly this.
+
+A change here needs a new revision in ``migrations_db/versions``; a test compares the two on
+SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# The one rule both dialects enforce: at most one open migration per party, whatever the
+# direction. The literal list must match machine.TERMINAL_STATES (a unit test checks it).
+OPEN_STATE_PREDICATE = "state NOT IN ('completed', 'cancelled')"
+DUE_INDEX_PREDICATE = {
+    "postgresql": "next_run_at IS NOT NULL AND paused = false",
+    "sqlite": "next_run_at IS NOT NULL AND paused = 0",
+}
+
+
+def _to_utc(value: object) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: the store takes timezone-aware UTC only")
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on every dialect.
+
+    PostgreSQL stores ``timestamptz``. SQLite has no time zone: the value is stored as UTC
+    text ``YYYY-MM-DD HH:MM:SS.ffffff`` (always with microseconds, so text order is time
+    order; the same format as SQLAlchemy's own) and read back as UTC. A naive datetime is a
+    bug in the caller, so it is refused rather than guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else _to_utc(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    # SQLite: one direct conversion each way instead of two chained processors; an import
+    # of 100k migrations converts about a million of these.
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def to_text(value: Any) -> str | None:
+            if value is None:
+                return None
+            return _to_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return to_text
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def from_text(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+        return from_text
+
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("source", Text, nullable=True),
+    UniqueConstraint("name"),
+)
+
+migrations = Table(
+    "migrations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("batch_id", Integer, ForeignKey("batches.id"), nullable=True),
+    Column("party_id", Text, nullable=False),
+    Column("direction", String(16), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("profile", Text, nullable=True),
+    Column("name", Text, nullable=True),
+    Column("new_provider", Text, nullable=True),
+    Column("key_ciphertext", Text, nullable=True),
+    Column("key_issued_at", UtcDateTime, nullable=True),
+    Column("next_run_at", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_owner", Text, nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("paused", Boolean, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("last_error_code", Text, nullable=True),
+    Column("failed_state", String(32), nullable=True),
+    Column("deadline_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime, nullable=True),
+    # The seq of the migration's last audit event: the chain's head, kept on the row so that
+    # `audit verify` also detects a deleted last event, and `apply` knows the next seq.
+    Column("event_seq", Integer, nullable=False),
+)
+
+Index(
+    "uq_migrations_open_party",
+    migrations.c.party_id,
+    unique=True,
+    postgresql_where=text(OPEN_STATE_PREDICATE),
+    sqlite_where=text(OPEN_STATE_PREDICATE),
+)
+# Claiming scans this in order; paused and unscheduled (waiting, terminal) rows are not in it,
+# so pausing a big batch does not slow the claim down. The predicates are spelled the way
+# SQLAlchemy renders the claim's conditions, which SQLite needs to match them to the index.
+Index(
+    "ix_migrations_due",
+    migrations.c.next_run_at,
+    migrations.c.id,
+    postgresql_where=text(DUE_INDEX_PREDICATE["postgresql"]),
+    sqlite_where=text(DUE_INDEX_PREDICATE["sqlite"]),
+)
+Index("ix_migrations_party_id", migrations.c.party_id)
+Index("ix_migrations_batch_id_state", migrations.c.batch_id, migrations.c.state)
+Index("ix_migrations_state", migrations.c.state)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("migration_id", Integer, ForeignKey("migrations.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("from_state", String(32), nullable=True),
+    Column("to_state", String(32), nullable=True),
+    Column("trigger", String(32), nullable=True),
+    Column("http_method", String(16), nullable=True),
+    Column("http_path", Text, nullable=True),
+    Column("http_status", Integer, nullable=True),
+    Column("duration_ms", Float, nullable=True),
+    Column("request_id", Text, nullable=True),
+    Column("detail", Text, nullable=False),  # canonical JSON text, hashed as stored
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("migration_id", "seq"),
+)

@@ -1,0 +1,86 @@
+"""The schema's version: Alembic, configured in code (no alembic.ini).
+
+``upgrade`` runs the revisions in ``migrations_db/versions`` to head in one transaction
+(PostgreSQL and, thanks to the store's own BEGIN, SQLite too). ``check_schema`` refuses a
+database that is not at head, so no command runs against a schema it does not understand.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+import migrations_db
+from migration_engine.errors import SchemaOutOfDate, StoreError
+from migration_engine.store.database import Database
+from migration_engine.store.schema import metadata
+
+UPGRADE_HINT = "run `peppol-migrate db upgrade`"
+
+
+def script_location() -> Path:
+    """The ``migrations_db`` package's directory (a regular package, or seen as a namespace
+    package by a stale editable install: its first real directory holding ``env.py``)."""
+    for entry in migrations_db.__path__:
+        path = Path(entry)
+        if (path / "env.py").is_file():
+            return path
+    raise StoreError(f"the Alembic environment (migrations_db/env.py) is missing from {list(migrations_db.__path__)}")
+
+
+def alembic_config() -> Config:
+    """An Alembic config in code (no alembic.ini): revisions from the ``migrations_db`` package."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    return config
+
+
+@cache
+def head_revisions() -> frozenset[str]:
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+@cache
+def _known_revisions() -> frozenset[str]:
+    script = ScriptDirectory.from_config(alembic_config())
+    return frozenset(rev.revision for rev in script.walk_revisions())
+
+
+def upgrade(db: Database) -> None:
+    """Create or upgrade the schema to head (an empty SQLite file or PostgreSQL database too)."""
+    config = alembic_config()
+    with db.translate("upgrade the schema"), db.engine.begin() as conn:
+        # env.py runs on this connection, inside this transaction: all revisions or none.
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def check_schema(db: Database) -> None:
+    """Raise ``SchemaOutOfDate`` unless the database is at this code's head revision."""
+    heads = head_revisions()
+    with db.read("check the schema version") as conn:
+        current = frozenset(MigrationContext.configure(conn).get_current_heads())
+        tables = set(inspect(conn).get_table_names())
+    where = db.url.render_as_string(hide_password=True)
+    if not current:
+        raise SchemaOutOfDate(f"the database {where} has no peppol-migrate schema: {UPGRADE_HINT}")
+    unknown = current - _known_revisions()
+    if unknown:
+        raise SchemaOutOfDate(
+            f"the database {where} is at schema revision {', '.join(sorted(unknown))}, newer than this "
+            "peppol-migrate knows: upgrade peppol-migrate"
+        )
+    if current != heads:
+        raise SchemaOutOfDate(
+            f"the database {where} is at schema revision {', '.join(sorted(current))}, this peppol-migrate "
+            f"needs {', '.join(sorted(heads))}: {UPGRADE_HINT}"
+        )
+    missing = sorted(set(metadata.tables) - tables)
+    if missing:
+        raise SchemaOutOfDate(f"the database {where} lacks the tables {', '.join(missing)}: {UPGRADE_HINT}")

@@ -21,7 +21,7 @@ postgres:
 	bash scripts/ensure-postgres.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check migration_engine migrations_db tests bench
+	$(BIN)/ruff check migration_engine migrations_db tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

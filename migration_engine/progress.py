@@ -41,6 +41,8 @@ class ProgressDisplay:
         self._extra = extra
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._quieted: logging.Logger | None = None
+        self._saved_level = logging.NOTSET
 
     def _totals(self) -> tuple[int, int, dict[str, int]]:
         totals = per_state_totals(self._store.counts(batch_name=self._batch))
@@ -83,6 +85,10 @@ class ProgressDisplay:
 
     def __enter__(self) -> ProgressDisplay:
         target = self._run_rich if self._tty else self._run_plain
+        if self._tty:  # the live display replaces the per-transition lines; warnings still show
+            self._quieted = logging.getLogger("migration_engine.worker")
+            self._saved_level = self._quieted.level
+            self._quieted.setLevel(logging.WARNING)
         self._thread = threading.Thread(target=target, name="progress", daemon=True)
         self._thread.start()
         return self
@@ -91,3 +97,5 @@ class ProgressDisplay:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._quieted is not None:
+            self._quieted.setLevel(self._saved_level)

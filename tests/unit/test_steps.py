@@ -1,0 +1,232 @@
+"""Steps decide; they never write. Each is checked against a scripted PSB (httpx.MockTransport),
+including what a repeat after a crash does."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from migration_engine.clock import ManualClock
+from migration_engine.errors import PsbTransientError
+from migration_engine.keys import KeyVault
+from migration_engine.machine import Direction, State, Trigger
+from migration_engine.outcomes import Advance, Fail, Wait
+from migration_engine.profiles import ProfileCatalog
+from migration_engine.psb import PsbClient
+from migration_engine.settings import Settings
+from migration_engine.steps import StepContext, step_for
+from migration_engine.store import MigrationRecord
+from tests.support import PROFILES, TEST_KEK
+
+OUR_AP = Settings().psb.access_point_url
+KEY = "11AAbb$$11AAbb$$"
+VAULT = KeyVault(TEST_KEK)
+
+
+def record(direction=Direction.TO_ECONNECT, state=State.KEY_ISSUED, **overrides) -> MigrationRecord:
+    now = ManualClock().now()
+    fields = dict(
+        id=1,
+        batch_id=1,
+        batch_name="b",
+        party_id="0106:12345678",
+        direction=direction,
+        state=state,
+        version=2,
+        profile="default",
+        name="Party",
+        new_provider="provider-b",
+        key_ciphertext=VAULT.encrypt(KEY),
+        key_issued_at=now,
+        next_run_at=now,
+        attempts=0,
+        lease_owner="w",
+        lease_until=now,
+        paused=False,
+        last_error=None,
+        last_error_code=None,
+        failed_state=None,
+        deadline_at=None,
+        created_at=now,
+        updated_at=now,
+        completed_at=None,
+    )
+    fields.update(overrides)
+    return MigrationRecord(**fields)
+
+
+class ScriptedPsb:
+    """Answers by (method, path fragment); records every request."""
+
+    def __init__(self, routes):
+        self.routes = routes
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/connect/token":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600, "token_type": "Bearer"})
+        self.requests.append(request)
+        for (method, fragment), answer in self.routes.items():
+            if request.method == method and fragment in str(request.url):
+                return answer(request) if callable(answer) else answer
+        return httpx.Response(404, json={"code": "API404", "message": "not found"})
+
+    def calls(self):
+        return [(r.method, r.url.path) for r in self.requests]
+
+
+def ctx_for(script, clock=None, **settings_changes) -> StepContext:
+    clock = clock or ManualClock()
+    psb = PsbClient(
+        base_url="http://psb.test",
+        identity_url="http://id.test",
+        client_id="c",
+        client_secret="s",
+        transport=httpx.MockTransport(script),
+        clock=clock,
+    )
+    return StepContext(
+        psb=psb, settings=Settings(), profiles=ProfileCatalog.load(PROFILES), vault=VAULT, handoff=None, now=clock.now()
+    )
+
+
+def run(ctx, rec):
+    step = step_for(rec.direction, rec.state)
+    assert step is not None
+    return step(ctx, rec)
+
+
+def option(url):
+    return {"partyId": "0106:12345678", "documentTypeId": "x", "processId": "p", "protocol": "As4", "url": url}
+
+
+def test_submit_key_sends_the_key_once_and_advances():
+    script = ScriptedPsb({("PUT", "config/party"): httpx.Response(200, json={"id": "0106:12345678"})})
+    outcome = run(ctx_for(script), record())
+    assert isinstance(outcome, Advance) and outcome.trigger is Trigger.TAKEOVER_REQUESTED
+    [put] = script.requests
+    assert json.loads(put.content) == {"migration": {"key": KEY}}
+    assert KEY not in json.dumps(dict(outcome.detail))
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 422])
+def test_a_refused_key_is_rejected_with_the_psb_message_whatever_the_4xx(status):
+    script = ScriptedPsb({("PUT", "config/party"): httpx.Response(status, json={"code": "X", "message": "bad key"})})
+    outcome = run(ctx_for(script), record())
+    assert isinstance(outcome, Fail) and outcome.trigger is Trigger.KEY_REFUSED
+    assert "bad key" in outcome.reason and "key set" in outcome.reason
+    assert script.calls()[-1] == ("GET", "/api/v1/peppol/config/party/0106:12345678")
+
+
+def test_a_replayed_submission_that_already_won_is_not_called_rejected():
+    script = ScriptedPsb(
+        {
+            ("PUT", "config/party"): httpx.Response(400, json={"code": "X", "message": "no migration record"}),
+            ("GET", "config/party"): httpx.Response(200, json={"id": "0106:12345678"}),
+        }
+    )
+    outcome = run(ctx_for(script), record())
+    assert isinstance(outcome, Advance) and outcome.trigger is Trigger.TAKEOVER_REQUESTED
+
+
+def test_transient_trouble_is_raised_for_the_retry_policy():
+    script = ScriptedPsb({("PUT", "config/party"): httpx.Response(503, json={"code": "API503", "message": "busy"})})
+    with pytest.raises(PsbTransientError):
+        run(ctx_for(script), record())
+
+
+def test_takeover_poll_waits_with_growing_intervals_then_confirms():
+    clock = ManualClock()
+    deadline = clock.now() + timedelta(hours=Settings().takeover.deadline_h)
+    other = ScriptedPsb({("GET", "deliveryOption"): httpx.Response(200, json=[option("https://other/as4")])})
+    first = run(ctx_for(other, clock), record(state=State.TAKEOVER_SUBMITTED, deadline_at=deadline))
+    assert isinstance(first, Wait) and first.until == clock.now() + timedelta(seconds=Settings().takeover.poll_s)
+    clock.advance(3600)
+    later = run(ctx_for(other, clock), record(state=State.TAKEOVER_SUBMITTED, deadline_at=deadline))
+    assert isinstance(later, Wait) and later.until - clock.now() == timedelta(seconds=Settings().takeover.poll_max_s)
+    ours = ScriptedPsb({("GET", "deliveryOption"): httpx.Response(200, json=[option(OUR_AP)])})
+    done = run(ctx_for(ours, clock), record(state=State.TAKEOVER_SUBMITTED, deadline_at=deadline))
+    assert isinstance(done, Advance) and done.trigger is Trigger.TAKEOVER_CONFIRMED
+
+
+def test_takeover_poll_gives_up_at_the_deadline():
+    clock = ManualClock()
+    other = ScriptedPsb({("GET", "deliveryOption"): httpx.Response(200, json=[option("https://other/as4")])})
+    outcome = run(ctx_for(other, clock), record(state=State.TAKEOVER_SUBMITTED, deadline_at=clock.now()))
+    assert isinstance(outcome, Fail) and outcome.trigger is Trigger.FAIL and outcome.code == "TAKEOVER_DEADLINE"
+
+
+def test_configure_creates_only_missing_hooks_on_a_repeat():
+    script = ScriptedPsb(
+        {
+            ("PUT", "config/party"): httpx.Response(200, json={}),
+            ("GET", "/hook"): httpx.Response(200, json=[{"id": "1", "name": "invoice-received"}]),
+        }
+    )
+    outcome = run(ctx_for(script), record(state=State.TAKEN_OVER))
+    assert isinstance(outcome, Advance) and outcome.detail["hooks_created"] == []
+    assert ("PUT", "/api/v1/0106:12345678/hook") not in script.calls()
+    body = json.loads(script.requests[0].content)
+    assert body == {
+        "capabilities": {
+            "invoices": {"state": "on"},
+            "invoiceResponse": {"state": "on"},
+            "orders": {"state": "inherited"},
+        }
+    }
+
+
+def test_grant_puts_permissions_and_enrolls_the_card():
+    script = ScriptedPsb(
+        {
+            ("PUT", "/user/"): lambda r: httpx.Response(200, json=json.loads(r.content)),
+            ("PUT", "enroll"): httpx.Response(200, json={}),
+        }
+    )
+    outcome = run(ctx_for(script), record(state=State.CAPABILITIES_CONFIGURED))
+    assert isinstance(outcome, Advance) and outcome.trigger is Trigger.PERMISSIONS_GRANTED
+    user_put = json.loads(script.requests[0].content)
+    assert user_put["id"] == "0106:12345678" and user_put["permissions"]["canReceiveDocument"] is True
+    card = json.loads(script.requests[1].content)["services"]["peppol"]["businessCard"]
+    assert card["names"] == "Party" and card["countryCode"] == "NL"
+
+
+def test_prepare_stores_the_key_encrypted_and_masks_it():
+    script = ScriptedPsb({("GET", "prepareToMigrate"): httpx.Response(200, json={"migrationKey": KEY})})
+    outcome = run(
+        ctx_for(script), record(direction=Direction.FROM_ECONNECT, state=State.REQUESTED, key_ciphertext=None)
+    )
+    assert isinstance(outcome, Advance) and outcome.trigger is Trigger.KEY_PREPARED
+    assert outcome.key_ciphertext and VAULT.decrypt(outcome.key_ciphertext) == KEY
+    assert KEY not in json.dumps(dict(outcome.detail))
+
+
+def test_prepare_of_a_party_eConnect_does_not_serve_needs_attention():
+    script = ScriptedPsb({})
+    outcome = run(ctx_for(script), record(direction=Direction.FROM_ECONNECT, state=State.REQUESTED))
+    assert isinstance(outcome, Fail) and outcome.trigger is Trigger.FAIL
+
+
+def test_outbound_key_expires_when_no_takeover_before_the_ttl():
+    clock = ManualClock()
+    script = ScriptedPsb({("GET", "deliveryOption"): httpx.Response(200, json=[option(OUR_AP)])})
+    rec = record(direction=Direction.FROM_ECONNECT, state=State.KEY_DELIVERED, deadline_at=clock.now())
+    outcome = run(ctx_for(script, clock), rec)
+    assert isinstance(outcome, Advance) and outcome.trigger is Trigger.KEY_TIMED_OUT
+
+
+def test_outbound_cleanup_removes_hooks_and_permissions_and_tolerates_gone_ones():
+    script = ScriptedPsb(
+        {
+            ("GET", "/hook"): httpx.Response(200, json=[{"id": "h1", "name": "old"}]),
+            ("DELETE", "/hook/h1"): httpx.Response(200),
+            ("DELETE", "/user/"): httpx.Response(404, json={"code": "API404", "message": "gone"}),
+        }
+    )
+    outcome = run(ctx_for(script), record(direction=Direction.FROM_ECONNECT, state=State.TAKEN_OVER))
+    assert isinstance(outcome, Advance) and outcome.trigger is Trigger.VERIFIED
+    assert outcome.detail["hooks_removed"] == ["old"]
+    assert outcome.detail["permissions_removed"] == ["sandbox-user"]

@@ -52,5 +52,5 @@ def setup_logging(*, level: str = "INFO", json_lines: bool | None = None) -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn", "uvicorn.access", "uvicorn.error"):
+    for noisy in ("httpx", "httpcore", "apscheduler", "alembic", "uvicorn", "uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

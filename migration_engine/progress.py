@@ -86,7 +86,7 @@ class ProgressDisplay:
     def __enter__(self) -> ProgressDisplay:
         target = self._run_rich if self._tty else self._run_plain
         if self._tty:  # the live display replaces the per-transition lines; warnings still show
-            self._quieted = logging.getLogger("migration_engine.worker")
+            self._quieted = logging.getLogger("migration_engine")
             self._saved_level = self._quieted.level
             self._quieted.setLevel(logging.WARNING)
         self._thread = threading.Thread(target=target, name="progress", daemon=True)

@@ -5,6 +5,7 @@ import pytest
 from migration_engine import machine
 from migration_engine.errors import TransitionError
 from migration_engine.machine import Direction, Kind, State, Trigger
+from tests.support import HAPPY_PATH
 
 
 @pytest.mark.parametrize("direction", list(Direction))
@@ -25,22 +26,7 @@ def test_every_non_terminal_state_can_reach_completed_or_a_waiting_state(directi
 
 @pytest.mark.parametrize("direction", list(Direction))
 def test_the_happy_path_reaches_completed(direction):
-    path = {
-        Direction.TO_ECONNECT: [
-            Trigger.KEY_RECEIVED,
-            Trigger.TAKEOVER_REQUESTED,
-            Trigger.TAKEOVER_CONFIRMED,
-            Trigger.CAPABILITIES_APPLIED,
-            Trigger.PERMISSIONS_GRANTED,
-            Trigger.VERIFIED,
-        ],
-        Direction.FROM_ECONNECT: [
-            Trigger.KEY_PREPARED,
-            Trigger.KEY_HANDED_OFF,
-            Trigger.TAKEOVER_CONFIRMED,
-            Trigger.VERIFIED,
-        ],
-    }[direction]
+    path = HAPPY_PATH[direction]
     state = State.REQUESTED
     for trigger in path:
         state = machine.next_state(direction, state, trigger)

@@ -15,6 +15,9 @@ from migration_engine.runtime import Runtime
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from tests.support import engine_settings, expected_moves, kvk, seed_batch
 
+# Seeds whose varied PSB details cover every refusal status and both repeat-prepare modes.
+SEEDS = [2, 4, 7, 9]
+
 
 @pytest.fixture
 def clock():
@@ -68,9 +71,23 @@ def test_fifty_each_way_survive_a_worker_restart(tmp_path, sandbox, clock, db_ur
     second.close()
 
 
-def test_a_wrong_key_is_rejected_with_the_psb_message_and_a_new_key_completes(tmp_path, sandbox, clock, db_url):
+@pytest.mark.parametrize("vary_seed", SEEDS)
+def test_a_wrong_key_is_rejected_with_the_psb_message_and_a_new_key_completes(tmp_path, clock, db_url, vary_seed):
+    """The PSB does not document how it refuses a key; the sandbox varies it per seed."""
     from migration_engine import ops
 
+    config = SandboxConfig(vary_seed=vary_seed).effective()
+    with SandboxServer(config, clock=clock) as sandbox:
+        _rekey(tmp_path, sandbox, clock, db_url, ops)
+
+
+def test_the_varied_details_cover_every_refusal_status():
+    configs = [SandboxConfig(vary_seed=s).effective() for s in SEEDS]
+    assert {c.key_reject_status for c in configs} == {400, 403, 404, 422}
+    assert {c.repeat_prepare for c in configs} == {"overwrite", "same"}
+
+
+def _rekey(tmp_path, sandbox, clock, db_url, ops):
     party = kvk(7)
     seed_batch(sandbox.model, tmp_path / "batch.csv", inbound=[party], wrong_keys=[party])
     rt = Runtime(engine_settings(db_url, sandbox.url), clock=clock)

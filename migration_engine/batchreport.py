@@ -1,0 +1,165 @@
+"""`report --batch NAME`: a batch's outcome, one row per party, as CSV, JSON or HTML.
+
+The summary is what `status --batch NAME --json` prints (the same function, less the worker
+processes), so a report and the status agree; the rows are read a page at a time and
+written as they come, so a batch of 100,000 parties is reported without holding it in
+memory. No row carries a key.
+
+Columns (``COLUMNS``): the party and its migration, the state it is in (for a finished
+batch its final state; ``failed_state`` says where a needs_attention one failed), when it was
+imported, when its key was issued, when it last changed and when it finished (completed or
+cancelled), ``attempts`` (failed tries in its current state, as the retry policy counts
+them), ``failed_tries`` (every failed try the audit trail records, over its whole life) and
+the last error with its code.
+
+The HTML page is ``htmlreport``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from itertools import islice
+from typing import IO, Any
+
+from migration_engine import report
+from migration_engine.errors import InputError
+from migration_engine.store import BatchInfo, MigrationRecord, Store
+
+FORMATS = ("csv", "json", "html")
+COLUMNS = (
+    "party_id",
+    "name",
+    "direction",
+    "state",
+    "paused",
+    "failed_state",
+    "profile",
+    "new_provider",
+    "created_at",
+    "key_issued_at",
+    "updated_at",
+    "finished_at",
+    "attempts",
+    "failed_tries",
+    "last_error_code",
+    "last_error",
+)
+_PAGE = 1000
+INTERNAL = ("workers",)  # status keys a report leaves out
+# A cell that starts with one of these is a formula to a spreadsheet; names and error texts
+# come from outside, so in CSV they get a leading ' (OWASP's advice for CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class BatchReport:
+    """What every format shows: the batch, when, the status summary, and the rows (streamed)."""
+
+    def __init__(self, store: Store, batch: BatchInfo, generated_at: datetime) -> None:
+        self._store = store
+        self.batch = batch
+        self.generated_at = generated_at
+        # What `status --batch NAME --json` prints, less the worker processes (host names and
+        # pids are the operator's business, not the customer's).
+        status = report.status(store, batch_name=batch.name, now=generated_at)
+        self.summary: dict[str, Any] = {k: v for k, v in status.items() if k not in INTERNAL}
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """One dict per party (``COLUMNS``), in import order, a page of the store at a time."""
+        records = self._store.list_migrations(batch_name=self.batch.name)
+        while page := list(islice(records, _PAGE)):
+            tries = self._store.error_event_counts([r.id for r in page])
+            for record in page:
+                yield row_dict(record, tries.get(record.id, 0))
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch.name,
+            "source": self.batch.source,
+            "created_at": _iso(self.batch.created_at),
+            "generated_at": _iso(self.generated_at),
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def row_dict(record: MigrationRecord, failed_tries: int) -> dict[str, Any]:
+    """A report row. Holds no key: the record's ciphertext is left out."""
+    finished = record.completed_at if record.state.value in ("completed", "cancelled") else None
+    return {
+        "party_id": record.party_id,
+        "name": record.name,
+        "direction": record.direction.value,
+        "state": record.state.value,
+        "paused": record.paused,
+        "failed_state": record.failed_state.value if record.failed_state else None,
+        "profile": record.profile,
+        "new_provider": record.new_provider,
+        "created_at": _iso(record.created_at),
+        "key_issued_at": _iso(record.key_issued_at),
+        "updated_at": _iso(record.updated_at),
+        "finished_at": _iso(finished),
+        "attempts": record.attempts,
+        "failed_tries": failed_tries,
+        "last_error_code": record.last_error_code,
+        "last_error": record.last_error,
+    }
+
+
+def build(store: Store, *, batch_name: str, now: datetime) -> BatchReport:
+    """The report of batch ``batch_name``; ``InputError`` when there is no such batch."""
+    info = store.batch_info(batch_name)
+    if info is None:
+        raise InputError(f"there is no batch named {batch_name!r}")
+    return BatchReport(store, info, now)
+
+
+def _csv_cell(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if column in ("name", "last_error") and text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
+def write_csv(rep: BatchReport, out: IO[str]) -> int:
+    """The rows as CSV with a header line; how many rows."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    n = 0
+    for row in rep.rows():
+        writer.writerow([_csv_cell(c, row[c]) for c in COLUMNS])
+        n += 1
+    return n
+
+
+def write_json(rep: BatchReport, out: IO[str]) -> int:
+    """One JSON document: the batch, the summary and ``parties`` (written row by row); how many rows."""
+    head = json.dumps({**rep.header(), "summary": rep.summary}, indent=2, ensure_ascii=False)
+    out.write(head[:-2] + ',\n  "parties": [')  # reopen the object to stream the list into it
+    n = 0
+    for row in rep.rows():
+        out.write(("," if n else "") + "\n    " + json.dumps(row, ensure_ascii=False))
+        n += 1
+    out.write("\n  ]\n}\n" if n else "]\n}\n")
+    return n
+
+
+def write(rep: BatchReport, fmt: str, out: IO[str]) -> int:
+    """Write the report in ``fmt`` (csv, json or html); how many party rows."""
+    if fmt == "csv":
+        return write_csv(rep, out)
+    if fmt == "json":
+        return write_json(rep, out)
+    if fmt == "html":
+        from migration_engine.htmlreport import write_html
+
+        return write_html(rep, out)
+    raise InputError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")

@@ -1,0 +1,102 @@
+"""The back-office commands of the CLI: `keys export`, `report`, and `status --watch`.
+
+Kept out of ``cli.py`` so that module stays a short table of commands; like it, these only
+parse, call the engine and print. Exit codes: 0 ok, 1 failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from migration_engine import batchreport, report, statusview
+from migration_engine.errors import InputError
+from migration_engine.runtime import Runtime
+
+
+def add_parsers(sub: Any) -> None:
+    """Add `keys export` and `report` to the CLI's subcommands."""
+    keys = sub.add_parser("keys", help="outbound keys").add_subparsers(dest="keys_command", required=True)
+    ex = keys.add_parser(
+        "export",
+        help="write a batch's outbound keys waiting for handoff to a CSV (mode 0600), mark them delivered",
+        description="For handoff.mode = manual: writes party_id, migration_key, issued_at, new_provider of every "
+        "outbound migration of the batch in key_issued to FILE (created with mode 0600), then moves each "
+        "to key_delivered, audited with --actor. Run it again to export what is left.",
+    )
+    ex.add_argument("--batch", required=True)
+    ex.add_argument("--out", required=True, metavar="FILE", help="the CSV to create (refused if it exists)")
+    ex.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    ex.add_argument("--actor", default=None, help="who exports (default: the OS user)")
+    ex.add_argument("--json", action="store_true")
+
+    rep = sub.add_parser("report", help="a batch's outcome per party, as CSV, JSON or a self-contained HTML page")
+    rep.add_argument("--batch", required=True)
+    rep.add_argument("--format", choices=batchreport.FORMATS, default="csv")
+    rep.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+
+
+def add_watch_arguments(status_parser: argparse.ArgumentParser) -> None:
+    status_parser.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    status_parser.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between refreshes")
+
+
+def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
+    store = rt.checked_store()
+
+    def fetch() -> dict[str, Any]:
+        return report.status(store, batch_name=args.batch, now=rt.clock.now())
+
+    if getattr(args, "watch", False):
+        if args.json:
+            raise InputError("--watch shows the status on screen; use --json without it")
+        if args.interval <= 0:
+            raise InputError("--interval must be more than 0 seconds")
+        statusview.watch(fetch, interval_s=args.interval, now=rt.clock.now)
+        return 0
+    data = fetch()
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        print("\n".join(statusview.status_lines(data)))
+    return 0
+
+
+def cmd_keys_export(rt: Runtime, args: argparse.Namespace, actor: str) -> int:
+    from migration_engine.keyexport import export_keys
+
+    store = rt.checked_store()
+    result = export_keys(
+        store, rt.vault(), rt.settings, batch_name=args.batch, out=args.out, actor=actor, force=args.force
+    )
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    elif result.file is None:
+        print(f"batch {args.batch}: no outbound key is waiting for handoff; no file written")
+    else:
+        print(
+            f"exported {len(result.exported)} key(s) of batch {args.batch} to {result.file} (mode 0600); "
+            f"{len(result.delivered)} migration(s) now key_delivered"
+        )
+    for s in result.skipped:
+        print(f"  skipped {s.party_id} ({s.state}): {s.why}", file=sys.stderr)
+    return 0 if len(result.delivered) == len(result.exported) else 1
+
+
+def cmd_report(rt: Runtime, args: argparse.Namespace) -> int:
+    store = rt.checked_store()
+    rep = batchreport.build(store, batch_name=args.batch, now=rt.clock.now())
+    if not args.out:
+        batchreport.write(rep, args.format, sys.stdout)
+        return 0
+    path = Path(args.out)
+    try:
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            n = batchreport.write(rep, args.format, fh)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(f"report of batch {args.batch} ({n} parties, {args.format}) written to {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,58 @@
+"""The circuit breaker's probe: taken once, handed back when it proves nothing, and every
+change of state reported (the worker writes it where `status` shows it)."""
+
+from __future__ import annotations
+
+from migration_engine.breaker import CircuitBreaker
+from migration_engine.clock import ManualClock
+
+
+def opened(changes: list[tuple[str, str]]) -> tuple[ManualClock, CircuitBreaker]:
+    clock = ManualClock()
+    breaker = CircuitBreaker(clock=clock, cooldown_s=30, on_change=lambda s, r: changes.append((s, r)))
+    breaker.record(ok=False, reason="HTTP 401 after a new token", systemic=True)
+    return clock, breaker
+
+
+def test_every_change_of_state_is_reported_with_its_reason():
+    changes: list[tuple[str, str]] = []
+    clock, breaker = opened(changes)
+    clock.advance(30)
+    assert breaker.allowed(8) == 1
+    breaker.record(ok=False, reason="HTTP 401 again")
+    clock.advance(60)
+    assert breaker.allowed(8) == 1
+    breaker.record(ok=True)
+    assert changes == [
+        ("open", "HTTP 401 after a new token"),
+        ("half-open", "HTTP 401 after a new token"),
+        ("open", "probe failed: HTTP 401 again"),
+        ("half-open", "probe failed: HTTP 401 again"),
+        ("closed", ""),
+    ]
+
+
+def test_a_probe_that_proved_nothing_is_handed_back():
+    clock, breaker = opened([])
+    clock.advance(30)
+    assert breaker.may_claim() and breaker.may_claim()  # asking does not take the probe
+    assert breaker.allowed(8) == 1
+    assert not breaker.may_claim() and breaker.allowed(8) == 0
+    breaker.release_probe()  # nothing was due, or the step called no API
+    assert breaker.state == "half-open" and breaker.allowed(8) == 1
+
+
+def test_no_free_slot_takes_no_probe():
+    clock, breaker = opened([])
+    clock.advance(30)
+    assert breaker.allowed(0) == 0
+    assert breaker.allowed(3) == 1
+
+
+def test_a_refusal_is_not_a_failure_and_closes_a_probe():
+    """The worker records a refused key (4xx) as ok: the API answered."""
+    clock, breaker = opened([])
+    clock.advance(30)
+    assert breaker.allowed(1) == 1
+    breaker.record(ok=True)
+    assert breaker.state == "closed" and breaker.reason == ""

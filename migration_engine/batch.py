@@ -6,31 +6,55 @@ party ids seen), once to write. Keys are encrypted before they reach the store.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from migration_engine import scheduling
 from migration_engine.errors import ImportRejected, InputError
 from migration_engine.importfile import iter_valid_rows, validate_file
+from migration_engine.importprogress import ImportProgress
 from migration_engine.machine import State
 from migration_engine.runtime import Runtime
 from migration_engine.store import NewMigration
 
 
-def import_file(rt: Runtime, *, path: str | Path, batch_name: str | None, dry_run: bool, actor: str) -> dict[str, Any]:
-    """Validate ``path`` and, unless ``dry_run``, import it as batch ``batch_name``."""
+def import_file(
+    rt: Runtime,
+    *,
+    path: str | Path,
+    batch_name: str | None,
+    dry_run: bool,
+    actor: str,
+    progress: ImportProgress | None = None,
+) -> dict[str, Any]:
+    """Validate ``path`` and, unless ``dry_run``, import it as batch ``batch_name``.
+
+    ``progress`` (optional) is told the rows checked (as their ids are looked up in the
+    store, a thousand at a time) and the rows written.
+    """
     file = Path(path)
     if not file.is_file():
         raise InputError(f"{file}: no such file")
     store = rt.checked_store()
     settings = rt.settings
+
+    def is_active(party_ids: Iterable[str]) -> set[str]:
+        ids = list(party_ids)
+        if progress is not None:
+            progress.advance(len(ids))
+        return store.active_party_ids(ids)
+
+    if progress is not None:
+        progress.phase("checking")
     result = validate_file(
         file,
         default_profile=settings.profiles.default,
-        is_active=store.active_party_ids,
+        is_active=is_active,
         known_profiles=rt.profiles.names(),
     )
+    if progress is not None:
+        progress.advance(result.rows - progress.done)  # also the rows whose id was not valid
     problems = [p.as_dict() for p in result.problems]
     if problems:
         shown = f"{result.problem_count} problem(s)" + (" (first ones shown)" if result.truncated else "")
@@ -50,7 +74,9 @@ def import_file(rt: Runtime, *, path: str | Path, batch_name: str | None, dry_ru
     now = rt.clock.now()
 
     def items() -> Iterator[NewMigration]:
-        for row in iter_valid_rows(file, default_profile=settings.profiles.default):
+        for n, row in enumerate(iter_valid_rows(file, default_profile=settings.profiles.default), 1):
+            if progress is not None and n % 500 == 0:
+                progress.advance(500)
             has_key = row.migration_key is not None
             yield NewMigration(
                 party_id=row.party_id,
@@ -66,5 +92,9 @@ def import_file(rt: Runtime, *, path: str | Path, batch_name: str | None, dry_ru
             )
 
     store.ensure_batch(name, source=str(file))
+    if progress is not None:
+        progress.phase("writing")
     plan["imported"] = store.add_migrations(batch_name=name, items=items(), actor=actor)
+    if progress is not None:
+        progress.advance(plan["imported"] - progress.done)
     return plan

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from migration_engine import machine, ops, report
+from migration_engine import cli_backoffice, lookup, machine, ops, report
 from migration_engine.errors import ImportRejected, InputError, PeppolMigrateError
 from migration_engine.logs import setup_logging
 from migration_engine.machine import Direction
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="counts per state and direction, progress, errors")
     st.add_argument("--batch")
     st.add_argument("--json", action="store_true")
+    cli_backoffice.add_watch_arguments(st)
 
     show = sub.add_parser("show", help="a party's migrations with their audit timeline")
     show.add_argument("party")
@@ -74,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     ks.add_argument("party")
     ks.add_argument("key", help="the key, or - to read it from standard input (keeps it out of shell history)")
     ks.add_argument("--actor", default=None)
+    cli_backoffice.add_parsers(sub)  # keys export, report
 
     for action in ops.ACTIONS:
         p = sub.add_parser(action, help=f"{action} one party's migration or a whole batch")
@@ -94,9 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--host", default="127.0.0.1")
     sb.add_argument("--port", type=int, default=8080)
     sb.add_argument("--latency-ms", type=float, default=0.0)
-    sb.add_argument("--error-rate", type=float, default=0.0)
+    sb.add_argument("--error-rate", type=float, default=0.0, help="share of API calls answered 500/503")
+    sb.add_argument("--throttle-rate", type=float, default=0.0, help="share of API calls answered 429 (Retry-After 1)")
+    sb.add_argument("--rate-limit-rps", type=float, default=None, help="429 with Retry-After above this rate")
+    sb.add_argument("--drop-rate", type=float, default=0.0, help="share of API calls whose connection drops")
+    sb.add_argument("--token-ttl-s", type=float, default=3600.0, help="lifetime of an access token")
     sb.add_argument("--propagation-delay-s", type=float, default=0.0)
     sb.add_argument("--seed", type=int, default=None)
+    sb.add_argument("--dns-port", type=int, default=8053, help="UDP port of the SML zone's DNS server (-1: none)")
+
+    lookup.add_parser(sub)
 
     demo = sub.add_parser("demo", help="sandbox + SQLite + a mixed batch + the worker until idle + a summary")
     demo.add_argument("--parties", type=int, default=240)
@@ -131,9 +142,21 @@ def _cmd_run(rt: Runtime, args: argparse.Namespace) -> int:
 
 def _cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
     from migration_engine.batch import import_file
+    from migration_engine.importprogress import ImportProgress
 
     try:
-        result = import_file(rt, path=args.file, batch_name=args.batch, dry_run=args.dry_run, actor=_actor(args.actor))
+        # A bar on a terminal, log lines otherwise; a missing file is import_file's to report.
+        shown = Path(args.file).is_file()
+        tty = sys.stdout.isatty() and not args.json
+        with ImportProgress(Path(args.file), tty=tty) if shown else contextlib.nullcontext() as progress:
+            result = import_file(
+                rt,
+                path=args.file,
+                batch_name=args.batch,
+                dry_run=args.dry_run,
+                actor=_actor(args.actor),
+                progress=progress,
+            )
     except ImportRejected as exc:
         if args.json:
             _print_json({"ok": False, "error": str(exc), "problems": exc.problems})
@@ -156,23 +179,7 @@ def _cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
-    data = report.status(rt.checked_store(), batch_name=args.batch, now=rt.clock.now())
-    if args.json:
-        _print_json(data)
-        return 0
-    print(
-        f"batch: {data['batch'] or 'all'}   total {data['total']}   done {data['percent_done']}%   "
-        f"completed in the last hour {data['throughput_last_hour']}   paused {data['paused']}"
-    )
-    for direction, counts in data["by_direction"].items():
-        shown = {k: v for k, v in counts.items() if v}
-        print(f"  {direction:<14} " + ("  ".join(f"{k}={v}" for k, v in shown.items()) or "-"))
-    if data["oldest_waiting"]:
-        o = data["oldest_waiting"]
-        print(f"  oldest waiting: {o['party_id']} in {o['state']} since {o['since']}")
-    if data["errors_by_code"]:
-        print("  errors: " + "  ".join(f"{k}={v}" for k, v in data["errors_by_code"].items()))
-    return 0
+    return cli_backoffice.cmd_status(rt, args)
 
 
 def _cmd_show(rt: Runtime, args: argparse.Namespace) -> int:
@@ -216,14 +223,18 @@ def _cmd_action(rt: Runtime, args: argparse.Namespace) -> int:
     store = rt.checked_store()
     actor = _actor(args.actor)
     if args.batch:
+        if store.batch_info(args.batch) is None:
+            raise InputError(f"there is no batch named {args.batch!r}")
         results = ops.act_on_batch(store, rt.settings, batch_name=args.batch, action=args.command, actor=actor)
         if args.json:
             _print_json([r.__dict__ for r in results])
+        elif not results:
+            print(f"batch {args.batch}: no open migration to {args.command} (all are completed or cancelled)")
         else:
             for r in results:
                 print(f"{r.party_id}: {'ok' if r.ok else 'refused'}: {r.message} ({r.state})")
         return 0 if all(r.ok for r in results) else 1
-    record = ops.active_migration(store, args.party)
+    record = ops.active_migration(store, args.party, action=args.command)
     applied = ops.operator_action(store, rt.settings, record=record, action=args.command, actor=actor)
     if args.json:
         _print_json(report.migration_dict(applied))
@@ -248,14 +259,31 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     from migration_engine.sandbox import SandboxConfig
     from migration_engine.sandbox.server import serve
 
-    config = SandboxConfig(
-        latency_ms=args.latency_ms,
-        error_rate=args.error_rate,
-        propagation_delay_s=args.propagation_delay_s,
-        seed=args.seed,
-    )
+    try:
+        config = SandboxConfig(
+            latency_ms=args.latency_ms,
+            error_rate=args.error_rate,
+            throttle_rate=args.throttle_rate,
+            rate_limit_rps=args.rate_limit_rps,
+            drop_rate=args.drop_rate,
+            token_ttl_s=args.token_ttl_s,
+            propagation_delay_s=args.propagation_delay_s,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        raise InputError(f"sandbox: {exc}") from None
     print(f"sandbox: PSB and identity server on http://{args.host}:{args.port}", flush=True)
-    serve(config, host=args.host, port=args.port)
+    dns_port = args.dns_port if args.dns_port >= 0 else None
+    if dns_port is not None:
+        print(
+            f"sandbox: SML zone {config.sml_zone} as DNS on {args.host}:{dns_port} (UDP), "
+            f"SMPs at http://{args.host}:{args.port}/smp/{{smp id}}",
+            flush=True,
+        )
+    try:
+        serve(config, host=args.host, port=args.port, dns_port=dns_port)
+    except OSError as exc:  # e.g. the DNS port is taken
+        raise InputError(f"sandbox: cannot serve on {args.host}: {exc.strerror or exc} (another --dns-port?)") from None
     return 0
 
 
@@ -267,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for d in Direction:
                 print(machine.mermaid(d) if args.mermaid else f"{d}:\n" + "\n".join(machine.help_lines(d)))
             return 0
+        if args.command == "lookup":
+            return lookup.run(load_settings(args.config), args)
         if args.command == "sandbox":
             return _cmd_sandbox(args)
         if args.command == "demo":
@@ -286,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "show": _cmd_show,
                 "audit": _cmd_audit_verify,
                 "key": _cmd_key_set,
+                "keys": lambda rt, a: cli_backoffice.cmd_keys_export(rt, a, _actor(a.actor)),
+                "report": cli_backoffice.cmd_report,
                 **{a: _cmd_action for a in ops.ACTIONS},
             }
             return handlers[args.command](rt, args)

@@ -13,13 +13,16 @@ migration key, token or secret ever appears in one unmasked.
     │   ├── SchemaOutOfDate            ``db upgrade`` has not been run: exit 2
     │   └── ActiveMigrationExists      a party already has an open migration: exit 2
     ├── TransitionError                a trigger is not allowed from the current state: exit 2
-    └── PsbError                       the PSB (or the network to it) failed a call: exit 1
-        ├── PsbTransientError          worth retrying later: timeouts, connection errors,
-        │                              5xx, 408, 429 (``retry_after_s`` from Retry-After)
-        └── PsbPermanentError          4xx other than 408/429: the same call fails again
-            ├── PsbAuthError           401 after a token refresh, 403, or a token request refused
-            ├── PsbNotFound            404
-            └── PsbConflict            409
+    ├── LeaseLost                      a step's lease ran out: a call not to repeat is not made
+    ├── PsbError                       the PSB (or the network to it) failed a call: exit 1
+    │   ├── PsbTransientError          worth retrying later: timeouts, connection errors,
+    │   │                              5xx, 408, 429 (``retry_after_s`` from Retry-After)
+    │   └── PsbPermanentError          4xx other than 408/429: the same call fails again
+    │       ├── PsbAuthError           401 after a token refresh, 403, or a token request refused
+    │       ├── PsbNotFound            404
+    │       └── PsbConflict            409
+    └── NetworkLookupError             the Peppol network (SML DNS, an SMP) gave no usable answer:
+                                       transient, the worker retries it as it does PsbTransientError
 """
 
 from __future__ import annotations
@@ -79,6 +82,11 @@ class TransitionError(PeppolMigrateError):
     exit_code = 2
 
 
+class LeaseLost(PeppolMigrateError):
+    """The worker no longer holds the migration's lease (another worker re-claimed it), so a
+    step stops before a call that must not be made twice; its result is discarded anyway."""
+
+
 class PsbError(PeppolMigrateError):
     """A PSB call failed. Carries what an operator needs to act on it."""
 
@@ -134,6 +142,27 @@ class PsbNotFound(PsbPermanentError):
 
 class PsbConflict(PsbPermanentError):
     """The PSB says the request conflicts with the current state (HTTP 409)."""
+
+
+class NetworkLookupError(PeppolMigrateError):
+    """A DNS query to the SML zone or an HTTP call to an SMP failed or gave an unusable answer.
+
+    Transient: the worker reschedules with backoff, as for ``PsbTransientError``, and gives up
+    after ``retry.max_attempts``. ``code`` is ``DNS`` or ``SMP``; ``status`` an SMP's HTTP status.
+    """
+
+    retry_after_s: float | None = None
+
+    def __init__(self, message: str, *, code: str, status: int | None = None, party_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.party_id = party_id
+
+    def __str__(self) -> str:
+        party = f" for party {self.party_id}" if self.party_id else ""
+        return f"[{self.code}] {self.message}{party}"
 
 
 def is_systemic(exc: PsbError) -> bool:

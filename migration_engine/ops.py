@@ -30,12 +30,22 @@ class ActionResult:
     state: str
 
 
-def active_migration(store: Store, party: str) -> MigrationRecord:
+def active_migration(store: Store, party: str, *, action: str | None = None) -> MigrationRecord:
+    """The party's open migration; when it has none, an error that says what became of its last one."""
     party_id = canonical(party)
-    for record in store.find_party(party_id):
+    found = store.find_party(party_id)
+    for record in found:
         if record.state not in TERMINAL_STATES:
             return record
-    raise InputError(f"party {party_id} has no open migration")
+    if not found:
+        raise InputError(f"party {party_id} has no open migration (it has no migration at all)")
+    last = found[0]  # newest first
+    when = f" on {last.completed_at:%Y-%m-%d %H:%M} UTC" if last.completed_at else ""
+    verb = f"cannot {action}: " if action else ""
+    raise TransitionError(
+        f"party {party_id}: {verb}its migration ({last.direction}) is already {last.state}{when}; "
+        "it has no open migration"
+    )
 
 
 def _apply(store: Store, record: MigrationRecord, build: Callable[[MigrationRecord], Change]) -> MigrationRecord:
@@ -67,7 +77,7 @@ def key_set(store: Store, vault: KeyVault, settings: Settings, *, party: str, ke
     problem = key_problem(key)
     if problem:
         raise InputError(f"key for {party}: {problem}")
-    record = active_migration(store, party)
+    record = active_migration(store, party, action="set a key")
     if record.direction is not Direction.TO_ECONNECT:
         raise TransitionError(f"party {record.party_id} migrates from eConnect; eConnect issues its key")
     ciphertext = vault.encrypt(key)

@@ -308,7 +308,6 @@ class PsbClient(PsbEndpoints):
     ) -> Answer:
         """Send one request and read its answer, which the caller reports. No answer: report and raise."""
         s = self._shared
-        scrub = s.scrubber(token=token, key=req.key)
         query: list[tuple[str, str | int | float | bool | None]] = list(req.params)
         started = s.clock.monotonic()
         try:
@@ -316,14 +315,15 @@ class PsbClient(PsbEndpoints):
                 req.method, req.url, headers=headers, json=req.json_body, data=req.form, params=query or None
             )
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            error = _no_answer(exc, scrub, req, s.timeout_s)
+            # The scrubber is built only for an error: most answers never need it.
+            error = _no_answer(exc, s.scrubber(token=token, key=req.key), req, s.timeout_s)
             self._report(req, Answer(None, None, error, None, (s.clock.monotonic() - started) * 1000))
             raise error from exc
         duration_ms = (s.clock.monotonic() - started) * 1000
         status = response.status_code
         request_id = response.headers.get("x-request-id") or response.headers.get("request-id")
         if not 200 <= status < 300:
-            body = parse_error_body(status, response.content, scrub, prefix=prefix)
+            body = parse_error_body(status, response.content, s.scrubber(token=token, key=req.key), prefix=prefix)
             classify = token_error if req.form is not None else error_for_status
             error = classify(
                 status, body, retry_after=response.headers.get("retry-after"), now=s.clock.now(),

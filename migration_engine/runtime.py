@@ -43,9 +43,15 @@ class Runtime:
         """The key vault; ``SecretError`` when the key-encryption key is missing or too short."""
         return KeyVault(self.settings.keys.encryption_key)
 
-    def optional_vault(self) -> KeyVault | None:
-        """The key vault if a key-encryption key is set (steps that need one say so when they run)."""
-        return self.vault() if self.settings.keys.encryption_key else None
+    def checked_vault(self, store: Store) -> KeyVault:
+        """The key vault, refusing (``SecretError``, exit 2) a missing or short key-encryption key
+        and one that does not decrypt a key already stored: a worker started with the wrong
+        environment would otherwise run every party with a key into needs_attention."""
+        vault = self.vault()
+        stored = store.a_stored_key()
+        if stored is not None:
+            vault.decrypt(stored)  # SecretError says which setting is wrong
+        return vault
 
     @property
     def psb(self) -> PsbClient:
@@ -70,12 +76,14 @@ class Runtime:
         return self._psb
 
     def worker(self, **kwargs: object) -> Worker:
+        """The worker; ``SecretError`` before any claim when the key-encryption key is missing or wrong."""
+        store = self.checked_store()
         return Worker(
-            store=self.checked_store(),
+            store=store,
             psb=self.psb,
             settings=self.settings,
             profiles=self.profiles,
-            vault=self.optional_vault(),
+            vault=self.checked_vault(store),
             clock=self.clock,
             **kwargs,  # type: ignore[arg-type]
         )

@@ -103,6 +103,8 @@ class VerifySettings:
     sml_zone: str = "participant.sml.prod.tech.peppol.org"
     dns_server: str = ""
     econnect_smp_host: str = ""
+    cname_fallback: bool = False
+    timeout_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,10 @@ def _check(settings: Settings) -> None:
         raise ConfigError("worker.lease_s and worker.poll_interval_s must be positive")
     if settings.retry.max_attempts < 1:
         raise ConfigError("retry.max_attempts must be at least 1")
+    if settings.verify.peppol_network and not settings.verify.econnect_smp_host.strip():
+        raise ConfigError("verify.peppol_network is on: set verify.econnect_smp_host to eConnect's SMP host")
+    if settings.verify.timeout_s <= 0:
+        raise ConfigError("verify.timeout_s must be positive")
 
 
 def with_overrides(settings: Settings, **sections: Mapping[str, Any]) -> Settings:

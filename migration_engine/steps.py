@@ -2,7 +2,12 @@
 
 A step never writes the database and never sleeps. It may run again after a crash between
 its remote calls and the store's commit, so each docstring says what a repeat does. A step
-raises ``PsbTransientError`` for trouble worth retrying; the worker's retry policy decides.
+raises ``PsbTransientError`` (or ``NetworkLookupError``) for trouble worth retrying; the
+worker's retry policy decides.
+
+With ``verify.peppol_network`` on, the takeover and verification steps also ask the Peppol
+network (``network.py``: SML DNS and SMP) and wait, polling, until it agrees with the PSB;
+what they saw goes into the outcome's detail under ``network``.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from migration_engine.errors import PsbNotFound, PsbPermanentError, is_systemic
+from migration_engine.errors import ConfigError, PsbNotFound, PsbPermanentError, is_systemic
 from migration_engine.handoff import Handoff
 from migration_engine.keys import KeyVault, mask
 from migration_engine.machine import Direction, State, Trigger
+from migration_engine.network import NetworkCheck, NetworkVerifier, required_document_types
 from migration_engine.outcomes import Advance, Fail, Outcome, Wait
 from migration_engine.profiles import Profile, ProfileCatalog
 from migration_engine.psb import PsbClient
@@ -33,6 +39,10 @@ class StepContext:
     vault: KeyVault | None
     handoff: Handoff | None
     now: datetime
+    network: NetworkVerifier | None = None  # set when verify.peppol_network is on
+    # Called right before a call that must not be made twice (the migration PUT, prepareToMigrate):
+    # the worker renews its lease there, or raises LeaseLost when another worker took the row.
+    fence: Callable[[], None] = lambda: None
 
 
 Step = Callable[[StepContext, MigrationRecord], Outcome]
@@ -69,11 +79,28 @@ def _poll_window_start(ctx: StepContext, m: MigrationRecord) -> datetime | None:
     return m.deadline_at - timedelta(hours=ctx.settings.takeover.deadline_h)
 
 
+def _network(ctx: StepContext) -> NetworkVerifier | None:
+    """The verifier when verify.peppol_network is on, else None (the PSB's word is enough)."""
+    if not ctx.settings.verify.peppol_network:
+        return None
+    if ctx.network is None:
+        raise ConfigError("verify.peppol_network is on but the worker has no network verifier")
+    return ctx.network
+
+
+def _network_wait(ctx: StepContext, m: MigrationRecord, check: NetworkCheck, detail: dict[str, Any]) -> Outcome:
+    """The PSB agrees, the network does not yet: poll again, or fail at the deadline."""
+    if m.deadline_at is not None and ctx.now >= m.deadline_at:
+        return Fail(Trigger.FAIL, reason=f"by the deadline, {check.reason}", code="NETWORK_VERIFY", detail=detail)
+    return Wait(until=next_poll(ctx, _poll_window_start(ctx, m)), detail={**detail, "waiting_for": check.reason})
+
+
 # ---- inbound (to eConnect) -------------------------------------------------------------
 
 
 def inbound_requested(ctx: StepContext, m: MigrationRecord) -> Outcome:
-    """Scheduled only when the import brought a key: record its arrival. No remote call."""
+    """Scheduled only when the import brought a key: record its arrival. No remote call, so a
+    repeat does nothing twice."""
     if m.key_ciphertext is None:
         return Wait(until=None, detail={"waiting_for": "the current provider's migration key"})
     return Advance(Trigger.KEY_RECEIVED, detail={"source": "import"})
@@ -82,12 +109,17 @@ def inbound_requested(ctx: StepContext, m: MigrationRecord) -> Outcome:
 def inbound_submit_key(ctx: StepContext, m: MigrationRecord) -> Outcome:
     """PUT config/party/{id} with the key; the PSB takes over the SMP registration.
 
-    Repeat after a crash: the PUT is sent again. If the first one went through, the SML
-    has no open migration any more and the PSB may refuse the key; a refusal is therefore
-    checked against the remote state (the party's config readable at eConnect) before it
-    counts as a rejected key.
+    Repeat: after a failed try whose outcome is unknown (``attempts`` > 0: a timeout or a
+    dropped connection may come after the PSB acted), the remote state is checked first: a
+    config readable at eConnect means the party is eConnect's already, and no PUT is sent.
+    After a crash (which leaves ``attempts`` alone) the PUT is sent again; if the first one
+    went through, the SML has no open migration any more and the PSB may refuse the key, so
+    a refusal is checked against the same remote state before it counts as a rejected key.
     """
     key = _key(ctx, m)
+    if m.attempts > 0 and ctx.psb.get_party_config(m.party_id) is not None:
+        return Advance(Trigger.TAKEOVER_REQUESTED, detail={"note": "already eConnect's (an earlier try went through)"})
+    ctx.fence()
     try:
         ctx.psb.submit_migration_key(m.party_id, key)
     except PsbPermanentError as exc:
@@ -106,7 +138,8 @@ def inbound_submit_key(ctx: StepContext, m: MigrationRecord) -> Outcome:
 
 
 def inbound_await_takeover(ctx: StepContext, m: MigrationRecord) -> Outcome:
-    """Poll deliveryOption until eConnect's access point serves the party.
+    """Poll deliveryOption until eConnect's access point serves the party (and, with
+    verify.peppol_network, until the SML points at eConnect's SMP).
 
     Read-only, so a repeat is harmless. When the party offers no document type yet
     (no capability on), a readable config with no other access point counts too.
@@ -114,7 +147,14 @@ def inbound_await_takeover(ctx: StepContext, m: MigrationRecord) -> Outcome:
     options = ctx.psb.delivery_options([m.party_id])
     ours, urls = _our_ap(ctx, options, m.party_id)
     if ours or (not urls and ctx.psb.get_party_config(m.party_id) is not None):
-        return Advance(Trigger.TAKEOVER_CONFIRMED, detail={"access_points": urls})
+        detail: dict[str, Any] = {"access_points": urls}
+        network = _network(ctx)
+        if network is not None:
+            check = network.inbound_takeover(m.party_id)
+            detail["network"] = check.observation
+            if not check.ok:
+                return _network_wait(ctx, m, check, detail)
+        return Advance(Trigger.TAKEOVER_CONFIRMED, detail=detail)
     if m.deadline_at is not None and ctx.now >= m.deadline_at:
         return Fail(
             Trigger.FAIL,
@@ -180,14 +220,23 @@ def inbound_grant(ctx: StepContext, m: MigrationRecord) -> Outcome:
 
 
 def inbound_verify(ctx: StepContext, m: MigrationRecord) -> Outcome:
-    """Final check: a sender's lookup (deliveryOption) reaches eConnect's access point.
+    """Final check: a sender's lookup (deliveryOption) reaches eConnect's access point; with
+    verify.peppol_network, eConnect's SMP (found through the SML) also lists the document
+    types of the profile's capabilities that are on.
 
     Read-only. The profile turns capabilities on, so an empty answer is not yet done.
     """
     options = ctx.psb.delivery_options([m.party_id])
     ours, urls = _our_ap(ctx, options, m.party_id)
     if ours:
-        return Advance(Trigger.VERIFIED, detail={"document_types": len(options)})
+        detail: dict[str, Any] = {"document_types": len(options)}
+        network = _network(ctx)
+        if network is not None:
+            check = network.inbound_published(m.party_id, required_document_types(_profile(ctx, m).capabilities))
+            detail["network"] = check.observation
+            if not check.ok:
+                return _network_wait(ctx, m, check, detail)
+        return Advance(Trigger.VERIFIED, detail=detail)
     if m.deadline_at is not None and ctx.now >= m.deadline_at:
         return Fail(Trigger.FAIL, reason=f"the party is not reachable through eConnect; seen {urls}", code="VERIFY")
     return Wait(until=next_poll(ctx, _poll_window_start(ctx, m)), detail={"access_points": urls})
@@ -199,12 +248,22 @@ def inbound_verify(ctx: StepContext, m: MigrationRecord) -> Outcome:
 def outbound_prepare(ctx: StepContext, m: MigrationRecord) -> Outcome:
     """GET prepareToMigrate; the key is stored encrypted in the same commit as the move.
 
-    Repeat: prepareToMigrate is called again. The SML overwrites the key of a repeated
-    prepare, and the first key never left this process (it was not committed), so the
-    fresh key is the only one anyone will use.
+    Repeat: the key is committed together with the move to ``key_issued``, so a crash or a
+    lost answer between prepareToMigrate and that commit leaves no key stored, and the repeat
+    calls prepareToMigrate again. The SML overwrites the key of a repeated prepare (or returns
+    the same one), and the first key never left this process, so the fresh key is the only
+    one anyone will use. A key stored here can only be an expired one that is being
+    re-issued (``key_expired`` -> ``requested``), which must be replaced. Should a key still
+    within ``keys.ttl_h`` ever be stored here, it is kept and prepareToMigrate is not called:
+    a repeated prepare could invalidate the key the new provider already holds.
     """
     if ctx.vault is None:
         raise PsbPermanentError("keys.encryption_key is not set: cannot store the key", party_id=m.party_id)
+    ttl = timedelta(hours=ctx.settings.keys.ttl_h)
+    if m.key_ciphertext is not None and m.key_issued_at is not None and ctx.now < m.key_issued_at + ttl:
+        stored = mask(ctx.vault.decrypt(m.key_ciphertext))
+        return Advance(Trigger.KEY_PREPARED, detail={"key": stored, "note": "a valid key is stored already"})
+    ctx.fence()  # a stale worker's prepare would replace the key another worker stored
     try:
         key = ctx.psb.prepare_to_migrate(m.party_id)
     except PsbNotFound as exc:
@@ -239,19 +298,28 @@ def outbound_handoff(ctx: StepContext, m: MigrationRecord) -> Outcome:
 
 
 def outbound_await_takeover(ctx: StepContext, m: MigrationRecord) -> Outcome:
-    """Poll until a sender's lookup no longer reaches eConnect; expire the key after keys.ttl_h.
+    """Poll until a sender's lookup no longer reaches eConnect (with verify.peppol_network,
+    also until the SML points at another SMP); expire the key after keys.ttl_h.
 
     Read-only, so a repeat is harmless.
     """
     options = ctx.psb.delivery_options([m.party_id])
     ours, urls = _our_ap(ctx, options, m.party_id)
-    if urls and not ours:
-        return Advance(Trigger.TAKEOVER_CONFIRMED, detail={"access_points": urls})
+    detail: dict[str, Any] = {"access_points": urls}
+    taken = bool(urls and not ours)
     if not urls and ctx.psb.get_party_config(m.party_id) is None:
-        return Advance(Trigger.TAKEOVER_CONFIRMED, detail={"access_points": [], "note": "no longer at eConnect"})
+        taken, detail["note"] = True, "no longer at eConnect"
+    network = _network(ctx) if taken else None
+    if network is not None:
+        check = network.outbound_takeover(m.party_id)
+        detail["network"] = check.observation
+        if not check.ok:
+            taken, detail["waiting_for"] = False, check.reason
+    if taken:
+        return Advance(Trigger.TAKEOVER_CONFIRMED, detail=detail)
     if m.deadline_at is not None and ctx.now >= m.deadline_at:
         return Advance(Trigger.KEY_TIMED_OUT, detail={"key_issued_at": str(m.key_issued_at)})
-    return Wait(until=next_poll(ctx, m.key_issued_at), detail={"access_points": urls})
+    return Wait(until=next_poll(ctx, m.key_issued_at), detail=detail)
 
 
 def outbound_cleanup(ctx: StepContext, m: MigrationRecord) -> Outcome:
@@ -274,7 +342,10 @@ def outbound_cleanup(ctx: StepContext, m: MigrationRecord) -> Outcome:
 
 
 def outbound_expired(ctx: StepContext, m: MigrationRecord) -> Outcome:
-    """Re-issue a fresh key when keys.reissue_expired is on; otherwise wait for an operator."""
+    """Re-issue a fresh key when keys.reissue_expired is on; otherwise wait for an operator.
+
+    No remote call: a repeat does nothing twice (``outbound_prepare`` gets the new key).
+    """
     if ctx.settings.keys.reissue_expired:
         return Advance(Trigger.REISSUE, detail={"reason": "keys.reissue_expired"})
     return Wait(until=None, detail={"waiting_for": "an operator's retry"})

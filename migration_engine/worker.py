@@ -1,14 +1,17 @@
 """The worker: claims due migrations, runs their steps with bounded concurrency, records outcomes.
 
     ticker (APScheduler interval job, or ``drain``'s loop)
-      └─ tick(): claim up to the free slots (store.claim_due, a lease per row)
-           └─ thread pool: step(ctx, migration) ──► outcome ──► Change ──► store.apply (CAS)
-                                    PSB calls ─────────────────────────► audit events (same commit)
+      └─ tick(): claim up to the free slots and a few more, queued (store.claim_due, a lease
+           │       per row), unless the circuit breaker is open
+           └─ thread pool: step(ctx, migration) ──► outcome ──► Change ──► recorder ──► store.apply_many
+                                    PSB calls ───(changes.py)──────────► audit events (CAS each, same commit)
+    renew job (every lease_s / 3): renew the running steps' leases; heartbeat into ``workers``
 
 The database is the schedule; APScheduler only ticks, in memory, in this process. A step's
 result is applied with a compare-and-set on (id, state, version, lease owner): if another
 worker re-claimed the row after our lease ran out, our late result is discarded and logged.
-No database transaction is open while a step calls the PSB.
+No database transaction is open while a step calls the PSB. The worker's heartbeat and its
+breaker's state (written on every change) are what `status` shows of it.
 """
 
 from __future__ import annotations
@@ -21,48 +24,39 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
 
-from migration_engine import machine, scheduling
 from migration_engine.breaker import CircuitBreaker
+from migration_engine.changes import ChangeBuilder, call_event
 from migration_engine.clock import Clock
 from migration_engine.errors import (
+    LeaseLost,
+    NetworkLookupError,
     PeppolMigrateError,
     PsbAuthError,
     PsbPermanentError,
     PsbTransientError,
+    StoreError,
     is_systemic,
 )
 from migration_engine.handoff import Handoff, make_handoff
 from migration_engine.keys import KeyVault
-from migration_engine.machine import Direction, State, Trigger
-from migration_engine.outcomes import Advance, Fail, Outcome, Wait
+from migration_engine.machine import Trigger
+from migration_engine.network import NetworkVerifier
+from migration_engine.outcomes import Fail, Outcome, Wait
 from migration_engine.profiles import ProfileCatalog
 from migration_engine.psb import ApiCall, PsbClient
-from migration_engine.retry import GiveUp, RetryPolicy
+from migration_engine.recorder import Recorder
+from migration_engine.retry import RetryPolicy
 from migration_engine.settings import Settings
 from migration_engine.steps import StepContext, step_for
-from migration_engine.store import Change, EventIn, MigrationRecord, Store
+from migration_engine.store import Change, MigrationRecord, Store, WorkerStatus
 
 log = logging.getLogger("migration_engine.worker")
 
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def call_event(call: ApiCall, actor: str) -> EventIn:
-    return EventIn(
-        kind="api_call",
-        actor=actor,
-        http_method=call.method,
-        http_path=call.path,
-        http_status=call.status,
-        duration_ms=round(call.duration_ms, 1),
-        request_id=call.request_id,
-        detail={"error_code": call.error_code} if call.error_code else {},
-    )
 
 
 class Worker:
@@ -81,6 +75,7 @@ class Worker:
         handoff: Handoff | str | None = "settings",
         rng: random.Random | None = None,
         on_applied: Callable[[MigrationRecord], None] | None = None,
+        network: NetworkVerifier | None = None,
     ) -> None:
         self.store = store
         self.psb = psb
@@ -94,10 +89,19 @@ class Worker:
             make_handoff(h.mode, outbox_dir=h.outbox_dir, endpoint=h.endpoint) if handoff == "settings" else handoff  # type: ignore[assignment]
         )
         self.retry = RetryPolicy(settings.retry, rng=rng)
-        self.breaker = CircuitBreaker(clock=clock)
+        self.changes = ChangeBuilder(worker_id=self.worker_id, settings=settings, retry=self.retry)
+        self.breaker = CircuitBreaker(clock=clock, on_change=lambda *_: self.heartbeat())
+        self._started_at = clock.now()
         self.on_applied = on_applied
+        # verify.peppol_network: the SML/SMP verifier, built from the settings unless given.
+        self._owns_network = network is None and settings.verify.peppol_network
+        self.network = NetworkVerifier.from_settings(settings) if self._owns_network else network
         self.concurrency = settings.worker.concurrency
+        # Claimed rows beyond the running ones wait in the pool's queue, so a finished step
+        # starts the next at once, and claims go in batches rather than one per finished step.
+        self._prefetch = self.concurrency // 2
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="step")
+        self._recorder = Recorder(apply_many=store.apply_many, on_recorded=self._recorded)
         self._lock = threading.Lock()
         self._tick_lock = threading.Lock()
         self._in_flight: dict[int, MigrationRecord] = {}
@@ -118,13 +122,17 @@ class Worker:
         if self._closing or not self._tick_lock.acquire(blocking=False):
             return 0
         try:
-            free = self.concurrency - self.in_flight()
+            free = self.concurrency + self._prefetch - self.in_flight()
+            if free < max(1, self._prefetch // 2):
+                return 0  # the queue is still over half full: claim later, several at once
             allowed = self.breaker.allowed(free)
             if allowed <= 0:
                 return 0
             records = self.store.claim_due(
                 worker_id=self.worker_id, limit=allowed, lease_s=self.settings.worker.lease_s
             )
+            if not records:
+                self.breaker.release_probe()  # a half-open probe found nothing due: no evidence
             with self._lock:
                 for record in records:
                     self._in_flight[record.id] = record
@@ -135,7 +143,7 @@ class Worker:
             self._tick_lock.release()
 
     def renew_leases(self) -> None:
-        """Keep the leases of running steps alive, so a slow step is not taken over."""
+        """Keep the leases of running steps alive, so a slow step is not taken over; heartbeat."""
         with self._lock:
             running = list(self._in_flight.values())
         for record in running:
@@ -144,19 +152,53 @@ class Worker:
                 worker_id=self.worker_id,
                 version=record.version,
                 lease_s=self.settings.worker.lease_s,
-            ):
+            ) and self._still_in_flight(record):  # not just recorded (which ends the lease)
                 log.warning(
                     "lease lost while the step runs; its result will be discarded",
                     extra={"party_id": record.party_id, "migration_id": record.id, "action": "lease_lost"},
                 )
         self._last_renew = self.clock.monotonic()
+        self.heartbeat()
+
+    def _still_in_flight(self, record: MigrationRecord) -> bool:
+        with self._lock:
+            return record.id in self._in_flight
+
+    def heartbeat(self, *, stopped: bool = False) -> None:
+        """Record this worker's presence and circuit for `status`; a database hiccup is only logged."""
+        now = self.clock.now()
+        every = max(1.0, self.settings.worker.lease_s / 3)  # the renew job's period
+        status = WorkerStatus(
+            worker_id=self.worker_id,
+            started_at=self._started_at,
+            heartbeat_at=now,
+            alive_until=now + timedelta(seconds=3 * every + self.settings.worker.poll_interval_s),
+            stopped_at=now if stopped else None,
+            circuit=self.breaker.state,
+            circuit_reason=self.breaker.reason or None,
+            steps_run=self.steps_run,
+        )
+        try:
+            self.store.record_worker(status)
+        except StoreError as exc:
+            log.warning(f"heartbeat not recorded: {exc}", extra={"action": "heartbeat_failed"})
 
     # ---- running one step ---------------------------------------------------------------
 
     def _run(self, record: MigrationRecord) -> None:
+        """On a step thread: the step's calls; the recorder stores its outcome (recorder.py)."""
         try:
             change = self.decide(record)
-            applied = self.store.apply(change)
+        except Exception as exc:  # a bug in the step: nothing to record
+            self._recorded(record, None, exc)
+            return
+        self._recorder.submit(record, change)
+
+    def _recorded(self, record: MigrationRecord, applied: MigrationRecord | None, error: BaseException | None) -> None:
+        """On the recorder's thread: the outcome is stored (``applied``), stale (None) or failed."""
+        try:
+            if error is not None:
+                raise error  # logged below as the crash it is
             self.steps_run += 1
             if applied is None:
                 self.stale_discarded += 1
@@ -173,6 +215,7 @@ class Worker:
                 if self.on_applied is not None:
                     self.on_applied(applied)
         except Exception:  # a bug or a database outage: the lease runs out and the row is retried
+            self.breaker.release_probe()
             log.exception(
                 "step crashed; the migration is retried when its lease expires",
                 extra={"party_id": record.party_id, "migration_id": record.id, "action": "step_crashed"},
@@ -183,144 +226,73 @@ class Worker:
             self._wake.set()
         self.tick()  # a slot is free: claim the next due migration without waiting for the ticker
 
+    def _fence(self, record: MigrationRecord) -> None:
+        """Before a call that must not be made twice: renew the lease, or stop if it is lost."""
+        lease_s = self.settings.worker.lease_s
+        try:
+            held = self.store.renew_lease(
+                migration_id=record.id, worker_id=self.worker_id, version=record.version, lease_s=lease_s
+            )
+        except StoreError as exc:
+            raise LeaseLost(f"the lease of migration {record.id} could not be confirmed: {exc}") from exc
+        if not held:
+            raise LeaseLost(f"the lease of migration {record.id} ran out and another worker took it over")
+
     def decide(self, record: MigrationRecord) -> Change:
-        """Run the step of the record's state and turn what happened into one Change."""
+        """Run the step of the record's state and turn what happened into one Change.
+
+        The breaker counts API answers, not verdicts: a refused key is the API working. A step
+        that called no API proves nothing either way, so a probe it was is handed back.
+        """
         calls: list[ApiCall] = []
         psb = self.psb.recording(calls.append)
         now = self.clock.now()
         ctx = StepContext(
-            psb=psb, settings=self.settings, profiles=self.profiles, vault=self.vault, handoff=self.handoff, now=now
+            psb=psb,
+            settings=self.settings,
+            profiles=self.profiles,
+            vault=self.vault,
+            handoff=self.handoff,
+            now=now,
+            network=self.network,
+            fence=lambda: self._fence(record),
         )
         step = step_for(record.direction, record.state)
         outcome: Outcome | None
         error: PsbTransientError | PsbAuthError | None = None
+        network_trouble = False
         if step is None:
             outcome = Wait(until=None, detail={"note": f"no step runs in {record.state}"})
         else:
             try:
                 outcome = step(ctx, record)
-                self.breaker.record(ok=True)
             except PsbTransientError as exc:
                 outcome, error = None, exc
-                self.breaker.record(ok=False, reason=str(exc))
+            except NetworkLookupError as exc:  # DNS or an SMP, not the PSB: retried alike, not the breaker's
+                outcome, network_trouble = None, True
+                error = PsbTransientError(exc.message, code=exc.code, status=exc.status, party_id=exc.party_id)
             except PsbAuthError as exc:
                 if is_systemic(exc):  # the credentials, not this party
                     outcome, error = None, exc
-                    self.breaker.record(ok=False, reason=str(exc), systemic=True)
                 else:
                     outcome = Fail(Trigger.FAIL, reason=str(exc), code=exc.code or f"HTTP{exc.status}")
             except PsbPermanentError as exc:
                 outcome = Fail(Trigger.FAIL, reason=str(exc), code=exc.code or f"HTTP{exc.status}")
+            except LeaseLost as exc:  # stop; the compare-and-set discards this, or (a database hiccup) runs it again
+                outcome = Wait(until=self.clock.now(), detail={"note": str(exc)})
             except PeppolMigrateError as exc:
                 outcome = Fail(Trigger.FAIL, reason=str(exc), code=type(exc).__name__)
+        if calls:
+            ok = error is None or network_trouble
+            self.breaker.record(ok=ok, reason=str(error or ""), systemic=bool(error and is_systemic(error)))
+        else:
+            self.breaker.release_probe()
         events = [call_event(c, self.worker_id) for c in calls]
         if outcome is None:
             assert error is not None
-            return self._retry_change(record, error, events, now)
-        return self._outcome_change(record, outcome, events, now)
-
-    def _base(self, record: MigrationRecord, events: list[EventIn], **fields: Any) -> Change:
-        return Change(
-            migration_id=record.id,
-            expected_state=record.state,
-            expected_version=record.version,
-            lease_owner=self.worker_id,
-            events=events,
-            **fields,
-        )
-
-    def _retry_change(
-        self, record: MigrationRecord, exc: PsbTransientError | PsbAuthError, events: list[EventIn], now: datetime
-    ) -> Change:
-        retry_after = getattr(exc, "retry_after_s", None)
-        decision = self.retry.decide(attempts_so_far=record.attempts, now=now, retry_after_s=retry_after)
-        code = exc.code or (f"HTTP{exc.status}" if exc.status else type(exc).__name__)
-        if isinstance(decision, GiveUp):
-            reason = f"gave up after {decision.attempts} attempts: {exc}"
-            return self._outcome_change(
-                record, Fail(Trigger.FAIL, reason=reason, code=code), events, now, attempts=decision.attempts
-            )
-        events.append(
-            EventIn(
-                kind="error",
-                actor=self.worker_id,
-                from_state=record.state,
-                to_state=record.state,
-                detail={
-                    "error": str(exc),
-                    "code": code,
-                    "attempt": decision.attempts,
-                    "retry_at": decision.when.isoformat(),
-                },
-            )
-        )
-        return self._base(
-            record,
-            events,
-            next_run_at=decision.when,
-            attempts=decision.attempts,
-            last_error=str(exc),
-            last_error_code=code,
-        )
-
-    def _outcome_change(
-        self,
-        record: MigrationRecord,
-        outcome: Outcome,
-        events: list[EventIn],
-        now: datetime,
-        attempts: int | None = None,
-    ) -> Change:
-        if isinstance(outcome, Wait):
-            events.append(
-                EventIn(
-                    kind="observation",
-                    actor=self.worker_id,
-                    from_state=record.state,
-                    to_state=record.state,
-                    detail=dict(outcome.detail),
-                )
-            )
-            return self._base(record, events, next_run_at=outcome.until)
-        dest = machine.next_state(record.direction, record.state, outcome.trigger)
-        detail: dict[str, Any] = dict(outcome.detail)
-        if isinstance(outcome, Fail):
-            detail.update(reason=outcome.reason, code=outcome.code)
-        events.append(
-            EventIn(
-                kind="transition",
-                actor=self.worker_id,
-                from_state=record.state,
-                to_state=dest,
-                trigger=outcome.trigger,
-                detail=detail,
-            )
-        )
-        key_issued_at = (
-            outcome.key_issued_at if isinstance(outcome, Advance) and outcome.key_issued_at else record.key_issued_at
-        )
-        has_key = record.key_ciphertext is not None or (
-            isinstance(outcome, Advance) and outcome.key_ciphertext is not None
-        )
-        fields: dict[str, Any] = {
-            "new_state": dest,
-            "next_run_at": scheduling.next_run_at(
-                record.direction, dest, has_key=has_key, settings=self.settings, now=now
-            ),
-            "deadline_at": scheduling.deadline_at(
-                record.direction, dest, key_issued_at=key_issued_at, settings=self.settings, now=now
-            ),
-            "attempts": attempts if attempts is not None else 0,
-        }
-        if isinstance(outcome, Advance):
-            fields.update(last_error=None, last_error_code=None, failed_state=None)
-            if outcome.key_ciphertext is not None:
-                fields.update(key_ciphertext=outcome.key_ciphertext, key_issued_at=outcome.key_issued_at)
-        else:
-            fields.update(last_error=outcome.reason, last_error_code=outcome.code)
-            if dest is State.NEEDS_ATTENTION:
-                fields["failed_state"] = record.state
-        return self._base(record, events, **fields)
+            # Retry-After counts from the answer, not from the start of a step of several calls.
+            return self.changes.for_error(record, error, events, self.clock.now())
+        return self.changes.for_outcome(record, outcome, events, now)
 
     # ---- running until idle, or as a service ----------------------------------------------
 
@@ -334,6 +306,7 @@ class Worker:
     def drain(self) -> None:
         """Run until idle, driven by the injected clock (tests pass a ManualClock)."""
         poll = self.settings.worker.poll_interval_s
+        self.heartbeat()
         while True:
             started = self.tick()
             if self.clock.monotonic() - self._last_renew > self.settings.worker.lease_s / 3:
@@ -345,7 +318,7 @@ class Worker:
             if started:
                 continue
             summary = self.store.work_summary()
-            if summary.due_now and self.breaker.allowed(1) > 0:
+            if summary.due_now and self.breaker.may_claim():
                 continue
             if summary.due_now == 0 and summary.leased == 0 and summary.scheduled_later == 0:
                 return
@@ -380,6 +353,7 @@ class Worker:
         )
         scheduler.add_job(ticker, "interval", seconds=poll, id="tick", next_run_time=datetime.now().astimezone())
         scheduler.add_job(self.renew_leases, "interval", seconds=max(1.0, self.settings.worker.lease_s / 3), id="renew")
+        self.heartbeat()
         scheduler.start()
         try:
             while not stop.wait(timeout=0.5):
@@ -389,16 +363,18 @@ class Worker:
             self.close()
 
     def close(self) -> None:
-        """Stop claiming; let running steps finish and record their outcome."""
+        """Stop claiming; let running steps finish and record their outcome; say so in `status`."""
+        if self._closing:
+            return
         self._closing = True
         self._pool.shutdown(wait=True)
+        self._recorder.close()
+        if self._owns_network and self.network is not None:
+            self.network.close()
+        self.heartbeat(stopped=True)
 
     def __enter__(self) -> Worker:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def direction_of(value: str) -> Direction:
-    return Direction(value)

@@ -2,7 +2,7 @@
 
 Every ``/api/`` answer that is an error carries the PSB's error body; every ``/api/`` answer
 carries ``X-Request-Id`` (added by ``FaultMiddleware``). ``/sandbox/`` routes need no token
-and see no faults.
+and see no faults; nor do the SMPs under ``/smp/`` (``smp.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -29,6 +29,7 @@ from migration_engine.sandbox.config import SandboxConfig
 from migration_engine.sandbox.faults import PARTY_ID, REQUEST_ID, FaultMiddleware, FaultState
 from migration_engine.sandbox.identity import OAuthError
 from migration_engine.sandbox.model import SandboxModel
+from migration_engine.sandbox.smp import routes as smp_routes
 
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ def api(handler: Handler) -> Handler:
             return await handler(request)
         except SandboxError as exc:
             return _error(request, exc)
+        except ClientDisconnect:  # the client went away mid-request (a killed worker): no one to answer
+            return Response(status_code=499)
         except Exception:  # a sandbox bug: say so in the PSB's shape, keep the traceback in the log
             log.exception("sandbox: unexpected error in %s %s", request.method, request.url.path)
             return _error(request, SandboxError(500, "Unexpected error in the sandbox (see its log)."))
@@ -366,6 +369,7 @@ def create_app(
         Route(f"/sandbox/parties/{party}", one_party, methods=["GET"]),
         Route("/sandbox/providers", providers, methods=["GET", "POST"]),
         Route("/sandbox/providers/{name}/{action}", provider_action, methods=["POST"]),
+        *smp_routes(),  # the SMPs' ServiceGroup and ServiceMetadata (sandbox/smp.py)
     ]
     app = Starlette(
         routes=routes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from datetime import datetime
 from typing import Any
 
 from migration_engine.clock import Clock
@@ -28,16 +29,17 @@ class CallLog:
         mutating: bool,
         request_id: str | None = None,
         fault: str | None = None,
+        at: datetime | None = None,
     ) -> None:
         """``party`` is canonical or None; ``status`` None when the connection was dropped before
-        any work; ``fault`` names an injected fault (error, rate_limited, dropped_before,
-        dropped_after) or is None."""
+        any work; ``fault`` names an injected fault (error, rate_limited, throttled,
+        dropped_before, dropped_after) or is None; ``at`` when the call arrived (default: now)."""
         with self._lock:
             self._seq += 1
             self._calls.append(
                 {
                     "seq": self._seq,
-                    "at": iso(self._clock.now()),
+                    "at": iso(at or self._clock.now()),
                     "method": method,
                     "path": path,
                     "partyId": party,

@@ -11,6 +11,7 @@ ECONNECT = "econnect"
 """The SMP id of eConnect in the sandbox's SML."""
 
 RepeatPrepare = Literal["overwrite", "same"]
+DeliveryView = Literal["dns", "owner"]
 KEY_REJECT_STATUSES: tuple[int, ...] = (400, 403, 404, 422)
 
 
@@ -48,10 +49,15 @@ class SandboxConfig:
             delivery options) still point at the previous SMP (0 = at once).
         repeat_prepare: what a repeated PrepareToMigrate does: ``"overwrite"`` stores the new
             key (BDMSL), ``"same"`` returns the stored key while it is still valid.
+        sml_zone: the zone the sandbox's DNS server answers NAPTR and CNAME queries for
+            (``participant.sml.test.tech.peppol.org``, the Peppol test SML's zone).
 
     PSB details the documentation leaves open (the engine must cope with any of them)
         key_reject_status: HTTP status of a migration-in PUT with a wrong, unknown, expired or
             already used key (400; try 403, 404 or 422).
+        delivery_view: what deliveryOption answers from: ``"dns"`` (default) the SMP the DNS
+            shows, as a sender's lookup does; ``"owner"`` the SML's owner at once, as a PSB
+            that reads its own registration would, ahead of DNS propagation.
         vary_seed: when set, ``key_reject_status`` is drawn from (400, 403, 404, 422) and
             ``repeat_prepare`` from ("overwrite", "same") with ``random.Random(vary_seed)``,
             overriding the two fields above, so runs differ. None (default) = use the fields.
@@ -69,6 +75,8 @@ class SandboxConfig:
             different sequence every run).
         latency_ms: added to every API call (0), with ``asyncio.sleep``.
         error_rate: share of API calls answered 500 or 503 without doing anything (0.0).
+        throttle_rate: share of API calls answered 429 with ``Retry-After: 1`` whatever the
+            request rate, as a gateway does in a bad minute (0.0). Drawn before ``error_rate``.
         rate_limit_rps: API calls per second (token bucket on the model clock, burst of one
             second) above which calls get 429 with ``Retry-After``; None (default) = no limit.
         drop_rate: share of API calls whose connection closes mid-response (0.0).
@@ -102,8 +110,10 @@ class SandboxConfig:
     key_ttl_s: float = 7 * 24 * 3600.0
     propagation_delay_s: float = 0.0
     repeat_prepare: RepeatPrepare = "overwrite"
+    sml_zone: str = "participant.sml.test.tech.peppol.org"
 
     key_reject_status: int = 400
+    delivery_view: DeliveryView = "dns"
     vary_seed: int | None = None
 
     providers: tuple[ProviderConfig, ...] = (
@@ -115,6 +125,7 @@ class SandboxConfig:
     seed: int | None = 0
     latency_ms: float = 0.0
     error_rate: float = 0.0
+    throttle_rate: float = 0.0
     rate_limit_rps: float | None = None
     drop_rate: float = 0.0
     drop_after_processing_share: float = 0.5
@@ -126,9 +137,11 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.repeat_prepare not in ("overwrite", "same"):
             raise ValueError("repeat_prepare is 'overwrite' or 'same'")
+        if self.delivery_view not in ("dns", "owner"):
+            raise ValueError("delivery_view is 'dns' or 'owner'")
         if not 400 <= self.key_reject_status <= 499:
             raise ValueError("key_reject_status must be a 4xx status")
-        for name in ("error_rate", "drop_rate", "drop_after_processing_share"):
+        for name in ("error_rate", "throttle_rate", "drop_rate", "drop_after_processing_share"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.rate_limit_rps is not None and self.rate_limit_rps <= 0:

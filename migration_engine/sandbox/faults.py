@@ -2,9 +2,9 @@
 
 For every ``/api/`` request it assigns a request id (``X-Request-Id``, and the ``requestId``
 of error bodies), then, as the run's faults say: waits ``latency_ms``; answers 429 with
-``Retry-After`` above ``rate_limit_rps``; answers 500/503 for a share ``error_rate``; or
-breaks the connection for a share ``drop_rate``. Finally it logs the call in the model.
-``/connect/token`` and ``/sandbox/`` pass through untouched.
+``Retry-After`` above ``rate_limit_rps``; answers 429 for a share ``throttle_rate``; answers
+500/503 for a share ``error_rate``; or breaks the connection for a share ``drop_rate``.
+Finally it logs the call in the model. ``/connect/token`` and ``/sandbox/`` pass through untouched.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,7 +42,7 @@ class DroppedConnection(Exception):
 @dataclass(frozen=True)
 class Decision:
     latency_s: float
-    fault: str | None  # rate_limited | error | dropped_before | dropped_after
+    fault: str | None  # rate_limited | throttled | error | dropped_before | dropped_after
     status: int = 0
     retry_after_s: int = 0
 
@@ -49,11 +50,13 @@ class Decision:
 _FIELDS = {
     "latencyMs": "latency_ms",
     "errorRate": "error_rate",
+    "throttleRate": "throttle_rate",
     "rateLimitRps": "rate_limit_rps",
     "dropRate": "drop_rate",
     "dropAfterProcessingShare": "drop_after_processing_share",
     "seed": "seed",
 }
+_SHARES = ("error_rate", "throttle_rate", "drop_rate", "drop_after_processing_share")
 
 
 class FaultState:
@@ -66,6 +69,7 @@ class FaultState:
         self._monotonic = clock_monotonic
         self.latency_ms = config.latency_ms
         self.error_rate = config.error_rate
+        self.throttle_rate = config.throttle_rate
         self.rate_limit_rps = config.rate_limit_rps
         self.drop_rate = config.drop_rate
         self.drop_after_processing_share = config.drop_after_processing_share
@@ -75,8 +79,8 @@ class FaultState:
         self._last = float(clock_monotonic())
 
     def update(self, changes: Mapping[str, Any]) -> dict[str, Any]:
-        """Apply ``{latencyMs, errorRate, rateLimitRps, dropRate, dropAfterProcessingShare,
-        seed}`` (camelCase or snake_case); ``ValueError`` on a bad value, nothing applied."""
+        """Apply ``{latencyMs, errorRate, throttleRate, rateLimitRps, dropRate,
+        dropAfterProcessingShare, seed}`` (camelCase or snake_case); ``ValueError`` on a bad value, nothing applied."""
         values: dict[str, Any] = {}
         for key, value in changes.items():
             name = _FIELDS.get(key, key)
@@ -87,7 +91,7 @@ class FaultState:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{key} must be a number")
-            if name in ("error_rate", "drop_rate", "drop_after_processing_share") and not 0 <= value <= 1:
+            if name in _SHARES and not 0 <= value <= 1:
                 raise ValueError(f"{key} must be between 0 and 1")
             if name != "seed" and (value < 0 or (name == "rate_limit_rps" and value == 0)):
                 raise ValueError(f"{key} must be positive")
@@ -118,6 +122,8 @@ class FaultState:
                     wait = max(1, math.ceil((1.0 - self._bucket) / rate))
                     return Decision(latency, "rate_limited", 429, wait)
                 self._bucket -= 1.0
+            if self.throttle_rate and self._rng.random() < self.throttle_rate:
+                return Decision(latency, "throttled", 429, 1)
             if self.error_rate and self._rng.random() < self.error_rate:
                 return Decision(latency, "error", self._rng.choice((500, 503)))
             if self.drop_rate and self._rng.random() < self.drop_rate:
@@ -136,6 +142,7 @@ class FaultMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
+        received = self.model.clock.now()  # the call log's time: arrival, before any latency or work
         request_id = secrets.token_hex(16)
         scope[REQUEST_ID] = request_id
         method, path = scope["method"], scope["path"]
@@ -145,10 +152,10 @@ class FaultMiddleware:
             await asyncio.sleep(decision.latency_s)
 
         def record(status: int | None) -> None:
-            party = scope.get(PARTY_ID) or _party_or_none(raw_party)
-            self.model.record_call(method, path, party, status, mutating, request_id, decision.fault)
+            party = scope.get(PARTY_ID) or _party_or_none(raw_party or _one_party_asked(scope))
+            self.model.call_log.record(method, path, party, status, mutating, request_id, decision.fault, at=received)
 
-        if decision.fault in ("rate_limited", "error"):
+        if decision.fault in ("rate_limited", "throttled", "error"):
             record(decision.status)
             await self._error(send, decision, request_id)
             return
@@ -176,7 +183,9 @@ class FaultMiddleware:
             await self._drop(send, status, request_id)
 
     async def _error(self, send: Send, decision: Decision, request_id: str) -> None:
-        if decision.status == 429:
+        if decision.fault == "throttled":
+            message = "Too many requests: the service is throttling (injected fault); retry later."
+        elif decision.status == 429:
             message = "Too many requests: the rate limit of this sandbox run was exceeded; retry later."
         else:
             message = "The service is temporarily unavailable (injected fault); retry later."
@@ -205,6 +214,13 @@ class FaultMiddleware:
 
 def _rid_header(request_id: str) -> tuple[bytes, bytes]:
     return (b"x-request-id", request_id.encode("ascii"))
+
+
+def _one_party_asked(scope: Scope) -> str | None:
+    """The party of a lookup for one party (``?partyIds=X``), known even when a fault answers
+    before the handler does."""
+    asked = [v for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")) if k == "partyIds"]
+    return asked[0] if len(asked) == 1 and "," not in asked[0] else None
 
 
 def _party_or_none(raw: str | None) -> str | None:

@@ -34,6 +34,7 @@ class TokenStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._tokens: dict[str, datetime] = {}
+        self._issued: list[str] = []  # every token ever issued, for tests' leak checks
         self.ttl_s = config.token_ttl_s
 
     def issue(self, form: Mapping[str, str]) -> dict[str, object]:
@@ -61,6 +62,7 @@ class TokenStore:
             if len(self._tokens) > 10_000:
                 self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
             self._tokens[token] = now + timedelta(seconds=ttl)
+            self._issued.append(token)
         return {"access_token": token, "expires_in": int(ttl), "token_type": "Bearer", "scope": "ap"}
 
     def valid(self, token: str | None) -> bool:
@@ -69,6 +71,12 @@ class TokenStore:
         with self._lock:
             expires = self._tokens.get(token)
         return expires is not None and self._clock.now() < expires
+
+    def issued(self) -> list[str]:
+        """Every access token issued so far, expired and revoked ones too (test data: for checks
+        that no token leaks into logs or reports)."""
+        with self._lock:
+            return list(self._issued)
 
     def revoke_all(self) -> int:
         with self._lock:

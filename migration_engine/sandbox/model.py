@@ -282,7 +282,7 @@ class SandboxModel:
         with self.lock:
             self.apply_due_events()
             for pid in dict.fromkeys(pids):
-                smp = self.sml.dns_smp(pid)
+                smp = self.sml.owner(pid) if self.config.delivery_view == "owner" else self.sml.dns_smp(pid)
                 if smp == ECONNECT:
                     types = self.econnect.offered(pid)
                     url, cert = self.config.access_point_url, self.config.access_point_certificate
@@ -350,19 +350,6 @@ class SandboxModel:
             return body
 
     # -- the call log ------------------------------------------------------------------------
-
-    def record_call(
-        self,
-        method: str,
-        path: str,
-        party: str | None,
-        status: int | None,
-        mutating: bool,
-        request_id: str | None = None,
-        fault: str | None = None,
-    ) -> None:
-        """Log one API call (the fault middleware does, for every ``/api/`` request)."""
-        self.call_log.record(method, path, party, status, mutating, request_id, fault)
 
     def calls(self, party: str | None = None, since: int = 0) -> list[dict[str, Any]]:
         """The API calls received (oldest first), optionally for one party and after ``since``."""

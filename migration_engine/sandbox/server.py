@@ -14,6 +14,7 @@ import uvicorn
 from migration_engine.clock import Clock
 from migration_engine.sandbox.app import create_app
 from migration_engine.sandbox.config import SandboxConfig
+from migration_engine.sandbox.dns import SandboxDns
 from migration_engine.sandbox.faults import DropLogFilter, FaultState
 from migration_engine.sandbox.model import SandboxModel
 
@@ -31,6 +32,8 @@ class SandboxServer:
 
     ``with SandboxServer(SandboxConfig(...), clock=ManualClock()) as sandbox:`` then use
     ``sandbox.url`` (PSB API and identity server both), ``sandbox.model`` and ``sandbox.faults``.
+    The SML zone is served as DNS on its own free UDP port (``sandbox.dns_address``), the SMPs
+    over HTTP at ``sandbox.smp_url(smp_id)``.
     """
 
     def __init__(self, config: SandboxConfig | None = None, clock: Clock | None = None) -> None:
@@ -42,12 +45,24 @@ class SandboxServer:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self.port = 0
+        self.dns: SandboxDns | None = None
 
     @property
     def url(self) -> str:
         if not self.port:
             raise RuntimeError("the sandbox server is not started")
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def dns_address(self) -> str:
+        """``127.0.0.1:PORT`` of the sandbox's DNS server, the form ``verify.dns_server`` takes."""
+        if self.dns is None:
+            raise RuntimeError("the sandbox server is not started")
+        return self.dns.address
+
+    def smp_url(self, smp_id: str) -> str:
+        """The base URL of an SMP of the sandbox (``econnect`` or a provider's name)."""
+        return f"{self.url}/smp/{smp_id}"
 
     def start(self, timeout_s: float = 10.0) -> SandboxServer:
         if self._thread is not None:
@@ -82,9 +97,13 @@ class SandboxServer:
                 self.stop()
                 raise RuntimeError("the sandbox server did not start")
             time.sleep(0.002)
+        self.dns = SandboxDns(self.model, self.smp_url).start()
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        if self.dns is not None:
+            self.dns.stop()
+            self.dns = None
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -103,10 +122,22 @@ class SandboxServer:
 
 
 def serve(
-    config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 8080, clock: Clock | None = None
+    config: SandboxConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    clock: Clock | None = None,
+    dns_port: int | None = None,
 ) -> None:
-    """Serve the sandbox in the foreground until interrupted (``peppol-migrate sandbox``)."""
+    """Serve the sandbox in the foreground until interrupted (``peppol-migrate sandbox``);
+    with ``dns_port``, its SML zone as DNS on that UDP port of ``host`` too."""
     _quiet_drops()
     model = SandboxModel(config or SandboxConfig(), clock)
     app = create_app(model)
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="off")).run()
+    dns = None
+    if dns_port is not None:
+        dns = SandboxDns(model, lambda smp_id: f"http://{host}:{port}/smp/{smp_id}", host=host, port=dns_port).start()
+    try:
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="off")).run()
+    finally:
+        if dns is not None:
+            dns.stop()

@@ -114,15 +114,26 @@ def chain_rows(
     return rows
 
 
-def append(conn: Connection, *, migration_id: int, head_seq: int, at: datetime, events: Iterable[EventIn]) -> None:
+def append(
+    conn: Connection,
+    *,
+    migration_id: int,
+    head_seq: int,
+    at: datetime,
+    events: Iterable[EventIn],
+    head_hash: str | None = None,
+) -> None:
     """Append ``events`` to a migration whose chain head (before them) is ``head_seq``.
 
     The caller holds the migration row (its compare-and-set matched in this transaction),
-    so no one else appends to this chain meanwhile. One indexed lookup finds the head's hash.
+    so no one else appends to this chain meanwhile. The head's hash is ``head_hash`` when the
+    caller read it already (``moves.apply`` does, in its RETURNING), else one indexed lookup.
     """
     prev_hash = ""
     if head_seq > 0:
-        found = conn.execute(_HEAD_HASH, {"mid": migration_id, "seq": head_seq}).scalar_one_or_none()
+        found = head_hash
+        if found is None:
+            found = conn.execute(_HEAD_HASH, {"mid": migration_id, "seq": head_seq}).scalar_one_or_none()
         # A missing head is already a broken chain that `audit verify` reports; keep recording.
         prev_hash = found or ""
     rows = chain_rows(migration_id=migration_id, first_seq=head_seq + 1, at=at, prev_hash=prev_hash, events=events)

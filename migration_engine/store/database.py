@@ -114,6 +114,10 @@ class Database:
         else:
             raise StoreError(f"unsupported database {self.dialect!r}: use sqlite:/// or postgresql+psycopg://")
         self._write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
+        # SQLite has one writer at a time. Threads of this process queue for it here, on a
+        # lock that wakes the next one at once, instead of in SQLite's busy handler, which
+        # sleeps and retries (1, 2, 5 ... 100 ms) and leaves the lock idle meanwhile.
+        self._write_lock: threading.RLock | None = threading.RLock() if self.dialect == "sqlite" else None
         self._batch_names: dict[int, str] = {}
         self._batch_lock = threading.Lock()
 
@@ -144,7 +148,11 @@ class Database:
     @contextmanager
     def write(self, action: str) -> Iterator[Connection]:
         """A short write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
-        with self.translate(action), self._write_engine.begin() as conn:
+        if self._write_lock is None:
+            with self.translate(action), self._write_engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.translate(action), self._write_engine.begin() as conn:
             yield conn
 
     def batch_name(self, conn: Connection, batch_id: int | None) -> str | None:

@@ -8,11 +8,12 @@ The work is done by the modules named after the concept: ``claims``, ``moves``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 
 from migration_engine.clock import Clock
 from migration_engine.machine import Direction, State
-from migration_engine.store import audit, claims, moves, queries, versioning
+from migration_engine.store import audit, claims, moves, queries, stats, versioning, workers
 from migration_engine.store.database import Database
 from migration_engine.store.records import (
     AuditEvent,
@@ -20,8 +21,10 @@ from migration_engine.store.records import (
     Change,
     MigrationRecord,
     NewMigration,
+    WorkerStatus,
     WorkSummary,
 )
+from migration_engine.store.stats import BatchInfo, StatusFigures
 
 
 class Store:
@@ -107,6 +110,10 @@ class Store:
         """Compare-and-set with audit events; ``None`` when someone else moved the row first."""
         return moves.apply(self._db, change)
 
+    def apply_many(self, changes: Sequence[Change]) -> list[MigrationRecord | None]:
+        """``apply`` for each change, all in one transaction; a database error stores none."""
+        return moves.apply_many(self._db, changes)
+
     def work_summary(self) -> WorkSummary:
         """Due now, in flight, scheduled later: when `run --until-idle` may stop."""
         return claims.work_summary(self._db)
@@ -129,6 +136,34 @@ class Store:
     def counts(self, *, batch_name: str | None = None) -> list[tuple[Direction, State, int]]:
         """Migrations per (direction, state)."""
         return queries.counts(self._db, batch_name=batch_name)
+
+    def a_stored_key(self) -> str | None:
+        """One stored key's ciphertext (an open migration's first), or None when none is stored."""
+        return queries.a_stored_key(self._db)
+
+    # ---- status and reports (stats.py) -----------------------------------------------------
+
+    def batch_info(self, name: str) -> BatchInfo | None:
+        """The batch called ``name``, or None when there is none."""
+        return stats.batch_info(self._db, name)
+
+    def status_figures(self, *, batch_name: str | None = None, since: datetime) -> StatusFigures:
+        """Paused, completed since ``since``, errors by code, the oldest waiting: aggregates only."""
+        return stats.status_figures(self._db, batch_name=batch_name, since=since)
+
+    def error_event_counts(self, migration_ids: list[int]) -> dict[int, int]:
+        """Failed tries (``error`` audit events) per migration; migrations without any left out."""
+        return stats.error_event_counts(self._db, migration_ids)
+
+    # ---- workers --------------------------------------------------------------------------
+
+    def record_worker(self, status: WorkerStatus) -> None:
+        """A worker's heartbeat and circuit state (upsert of its own row)."""
+        workers.record(self._db, status)
+
+    def workers(self, *, since: datetime) -> list[WorkerStatus]:
+        """Workers heard of since ``since``, most recent heartbeat first."""
+        return workers.recent(self._db, since=since)
 
     # ---- audit ----------------------------------------------------------------------------
 

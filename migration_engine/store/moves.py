@@ -7,13 +7,26 @@ audit events together: either both are stored or neither.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, Integer, String, Text, Update, bindparam, func, insert, null, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    Text,
+    Update,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from migration_engine.errors import ActiveMigrationExists
@@ -229,7 +242,18 @@ def _cas_statement(columns: frozenset[str], check_owner: bool, completes: bool) 
     ]
     if check_owner:
         where.append(m.lease_owner == bindparam("match_owner", type_=Text()))
-    return update(migrations).where(*where).values(values).returning(*migrations.c)
+    # The audit chain's head before this change, read in the same statement (RETURNING sees the
+    # updated row, so that head is event_seq - n_events): one lookup less per move. The outer
+    # column is spelled out with its table: SQLite's RETURNING is rendered without table names.
+    head = audit_events.alias("head")
+    new_seq = literal_column(f"{migrations.name}.{m.event_seq.name}", Integer())
+    head_hash = (
+        select(head.c.hash)
+        .where(head.c.migration_id == bindparam("match_id"), head.c.seq == new_seq - bindparam("n_events"))
+        .scalar_subquery()
+        .label("head_hash")
+    )
+    return update(migrations).where(*where).values(values).returning(*migrations.c, head_hash)
 
 
 def apply(db: Database, change: Change) -> MigrationRecord | None:
@@ -238,7 +262,21 @@ def apply(db: Database, change: Change) -> MigrationRecord | None:
     Returns the migration as it now is, or ``None`` when the row no longer matches (another
     worker or an operator moved it): then nothing is written.
     """
-    now = db.clock.now()
+    with db.write(f"apply a change to migration {change.migration_id}") as conn:
+        return _apply_in(db, conn, change, db.clock.now())
+
+
+def apply_many(db: Database, changes: Sequence[Change]) -> list[MigrationRecord | None]:
+    """``apply`` for several changes in ONE transaction (group commit): each is still its own
+    compare-and-set, and its result is the same as ``apply``'s; a database error stores none."""
+    if not changes:
+        return []
+    with db.write(f"apply {len(changes)} changes") as conn:
+        now = db.clock.now()
+        return [_apply_in(db, conn, change, now) for change in changes]
+
+
+def _apply_in(db: Database, conn: Connection, change: Change, now: datetime) -> MigrationRecord | None:
     events = list(change.events)
     values = _set_values(change)
     completes = change.new_state is not None and change.new_state in TERMINAL_STATES
@@ -253,11 +291,12 @@ def apply(db: Database, change: Change) -> MigrationRecord | None:
     )
     if change.lease_owner is not None:
         params["match_owner"] = change.lease_owner
-    with db.write(f"apply a change to migration {change.migration_id}") as conn:
-        row = conn.execute(stmt, params).mappings().one_or_none()
-        if row is None:
-            return None  # no match: the UPDATE wrote nothing, there is nothing to undo
-        if events:
-            head = row["event_seq"] - len(events)
-            append(conn, migration_id=change.migration_id, head_seq=head, at=now, events=events)
-        return records_from(db, conn, [row])[0]
+    row = conn.execute(stmt, params).mappings().one_or_none()
+    if row is None:
+        return None  # no match: the UPDATE wrote nothing, there is nothing to undo
+    if events:
+        head = row["event_seq"] - len(events)
+        append(
+            conn, migration_id=change.migration_id, head_seq=head, at=now, events=events, head_hash=row["head_hash"]
+        )
+    return records_from(db, conn, [row])[0]

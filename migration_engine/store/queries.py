@@ -145,3 +145,16 @@ def active_in(conn: Connection, party_ids: Iterable[str]) -> dict[str, tuple[int
 def active_party_ids(db: Database, party_ids: Iterable[str]) -> set[str]:
     with db.read("look up open migrations") as conn:
         return set(active_in(conn, party_ids))
+
+
+def a_stored_key(db: Database) -> str | None:
+    """The ciphertext of one stored key (an open migration's if any), to check a key-encryption key."""
+    query = (
+        select(migrations.c.key_ciphertext)
+        .where(migrations.c.key_ciphertext.is_not(None))
+        .order_by(open_state().desc(), migrations.c.id.desc())
+        .limit(1)
+    )
+    with db.read("read a stored key") as conn:
+        value = conn.execute(query).scalar_one_or_none()
+    return None if value is None else str(value)

@@ -170,3 +170,24 @@ class BrokenLink:
     party_id: str
     seq: int  # the first seq that does not verify (or is missing)
     reason: str
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A worker process as it last reported itself: its heartbeat and its circuit breaker.
+
+    A worker rewrites its row when its circuit changes and on every heartbeat; one whose
+    ``alive_until`` has passed without a ``stopped_at`` stopped without saying so (killed).
+    """
+
+    worker_id: str
+    started_at: datetime
+    heartbeat_at: datetime
+    alive_until: datetime  # the next heartbeat is due well before this
+    stopped_at: datetime | None  # set when the worker closed cleanly
+    circuit: str  # closed | open | half-open
+    circuit_reason: str | None  # why it opened (no secrets: error messages are scrubbed)
+    steps_run: int
+
+    def alive(self, now: datetime) -> bool:
+        return self.stopped_at is None and self.alive_until > now

@@ -186,3 +186,19 @@ audit_events = Table(
     Column("hash", String(64), nullable=False),
     UniqueConstraint("migration_id", "seq"),
 )
+
+# One row per worker process (its id says host and pid): the heartbeat and circuit breaker
+# that `status` shows. Written only by the worker it names; no foreign keys, no history.
+workers = Table(
+    "workers",
+    metadata,
+    Column("worker_id", Text, primary_key=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+    Column("alive_until", UtcDateTime, nullable=False),
+    Column("stopped_at", UtcDateTime, nullable=True),
+    Column("circuit", String(16), nullable=False),
+    Column("circuit_reason", Text, nullable=True),
+    Column("steps_run", Integer, nullable=False),
+)
+Index("ix_workers_heartbeat_at", workers.c.heartbeat_at)

@@ -331,3 +331,18 @@ def test_inspection_seeding_and_clock(clock: ManualClock, sandbox: SandboxServer
     assert httpx.post(f"{url}/sandbox/clock/advance", json={"seconds": 30}).status_code == 200
     assert (clock.now() - before).total_seconds() == 30
     assert httpx.get(f"{url}/sandbox/parties/{PARTY}").status_code == 404
+
+
+def test_throttling_answers_429_with_retry_after_and_the_log_names_the_party(clock: ManualClock) -> None:
+    with start(clock, throttle_rate=1.0) as server, client_for(server) as api:
+        arrived = clock.now()
+        throttled = api.get("/api/v1/peppol/deliveryOption", params={"partyIds": PARTY})
+        assert_error_body(throttled, 429)
+        assert throttled.headers["Retry-After"] == "1" and "throttling" in throttled.json()["message"]
+        # Answered before any handler ran, yet the log names the party looked up, at its arrival.
+        [call] = server.model.calls()
+        assert (call["fault"], call["partyId"], call["at"]) == ("throttled", PARTY, arrived.isoformat())
+        assert httpx.post(f"{server.url}/sandbox/faults", json={"throttleRate": 2}).status_code == 400
+        assert httpx.post(f"{server.url}/sandbox/faults", json={"throttleRate": 0}).json()["throttleRate"] == 0
+        assert api.get("/api/v1/peppol/deliveryOption", params={"partyIds": PARTY}).status_code == 200
+        assert server.model.tokens.issued() and all(len(t) > 20 for t in server.model.tokens.issued())

@@ -27,6 +27,7 @@ from migration_engine.store import (
 )
 from migration_engine.store.audit import event_hash
 from migration_engine.store.schema import OPEN_STATE_PREDICATE, metadata
+from migration_engine.store.versioning import head_revisions
 
 IN, OUT = Direction.TO_ECONNECT, Direction.FROM_ECONNECT
 LEASE_S = 60.0
@@ -107,6 +108,10 @@ def test_check_schema_refuses_unknown_revision_and_missing_tables(store: Store, 
     with pytest.raises(SchemaOutOfDate, match="newer"):
         store.check_schema()
     run_sql("UPDATE alembic_version SET version_num = '0001'")
+    with pytest.raises(SchemaOutOfDate, match="db upgrade"):
+        store.check_schema()  # a known but older revision
+    (head,) = head_revisions()
+    run_sql("UPDATE alembic_version SET version_num = :head", head=head)
     store.check_schema()
     run_sql("DROP TABLE audit_events")
     with pytest.raises(SchemaOutOfDate, match="audit_events"):

@@ -206,7 +206,9 @@ def test_prepare_stores_the_key_encrypted_and_masks_it():
 
 def test_prepare_of_a_party_eConnect_does_not_serve_needs_attention():
     script = ScriptedPsb({})
-    outcome = run(ctx_for(script), record(direction=Direction.FROM_ECONNECT, state=State.REQUESTED))
+    outcome = run(
+        ctx_for(script), record(direction=Direction.FROM_ECONNECT, state=State.REQUESTED, key_ciphertext=None)
+    )
     assert isinstance(outcome, Fail) and outcome.trigger is Trigger.FAIL
 
 

@@ -20,13 +20,16 @@ demo: $(STAMP)
 postgres:
 	bash scripts/ensure-postgres.sh
 
+chromium:  # headless Chromium for the HTML report test (Debian's package)
+	bash scripts/ensure-chromium.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check migration_engine migrations_db tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) postgres lint typecheck
+test: $(STAMP) postgres chromium lint typecheck
 	$(BIN)/pytest -q -n 2 --dist loadgroup -p no:cacheprovider
 
 unit: $(STAMP)

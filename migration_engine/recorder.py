@@ -2,7 +2,7 @@
 
     step threads (worker.concurrency) ── decide: PSB calls ──► Change ──► queue
     recorder thread ── takes what waits (up to max_batch) ──► store.apply_many: one transaction,
-                       a compare-and-set with its audit events per change ──► on_recorded, each
+                       a compare-and-set with its audit events per change ──► on_recorded(batch)
 
 A step's thread is free for the next step as soon as its calls are done, so the PSB sees
 ``worker.concurrency`` calls in flight, not fewer while outcomes wait for the database; the
@@ -23,7 +23,9 @@ from migration_engine.store import Change, MigrationRecord
 log = logging.getLogger("migration_engine.recorder")
 
 ApplyMany = Callable[[Sequence[Change]], list[MigrationRecord | None]]
-OnRecorded = Callable[[MigrationRecord, MigrationRecord | None, BaseException | None], None]
+Recorded = tuple[MigrationRecord, MigrationRecord | None, BaseException | None]
+"""A step's record and its outcome: stored (the migration as it now is), stale (None) or failed."""
+OnRecorded = Callable[[list[Recorded]], None]
 _Item = tuple[MigrationRecord, Change]
 
 
@@ -37,14 +39,23 @@ class Recorder:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._pending = 0  # submitted, not yet reported
+        self._pending_lock = threading.Lock()
+
+    def pending(self) -> int:
+        """How many outcomes wait to be recorded (their steps' threads are free already)."""
+        return self._pending
 
     def submit(self, record: MigrationRecord, change: Change) -> None:
-        """Queue ``change`` (the outcome of ``record``'s step); ``on_recorded`` reports it."""
+        """Queue ``change`` (the outcome of ``record``'s step); ``on_recorded`` reports it, with the
+        others recorded in the same transaction."""
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._loop, name="recorder", daemon=True)
                     self._thread.start()
+        with self._pending_lock:
+            self._pending += 1
         self._queue.put((record, change))
 
     def close(self) -> None:
@@ -82,16 +93,14 @@ class Recorder:
                 for item in batch:
                     self._record([item])
                 return
-            self._report(batch[0][0], None, exc)
+            self._report([(batch[0][0], None, exc)])
             return
-        for (record, _), applied in zip(batch, results, strict=True):
-            self._report(record, applied, None)
+        self._report([(record, applied, None) for (record, _), applied in zip(batch, results, strict=True)])
 
-    def _report(self, record: MigrationRecord, applied: MigrationRecord | None, error: BaseException | None) -> None:
+    def _report(self, results: list[Recorded]) -> None:
+        with self._pending_lock:
+            self._pending -= len(results)
         try:
-            self._on_recorded(record, applied, error)
+            self._on_recorded(results)
         except Exception:  # the callback's own bug must not stop the recording of the others
-            log.exception(
-                "recording a step's outcome failed",
-                extra={"party_id": record.party_id, "migration_id": record.id, "action": "record_failed"},
-            )
+            log.exception("reporting recorded outcomes failed", extra={"action": "record_failed"})

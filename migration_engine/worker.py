@@ -46,7 +46,7 @@ from migration_engine.network import NetworkVerifier
 from migration_engine.outcomes import Fail, Outcome, Wait
 from migration_engine.profiles import ProfileCatalog
 from migration_engine.psb import ApiCall, PsbClient
-from migration_engine.recorder import Recorder
+from migration_engine.recorder import Recorded, Recorder
 from migration_engine.retry import RetryPolicy
 from migration_engine.settings import Settings
 from migration_engine.steps import StepContext, step_for
@@ -122,7 +122,9 @@ class Worker:
         if self._closing or not self._tick_lock.acquire(blocking=False):
             return 0
         try:
-            free = self.concurrency + self._prefetch - self.in_flight()
+            # Rows whose outcome only waits for the recorder hold no step thread: claim past them.
+            waiting = min(self._recorder.pending(), self.concurrency)
+            free = self.concurrency + self._prefetch + waiting - self.in_flight()
             if free < max(1, self._prefetch // 2):
                 return 0  # the queue is still over half full: claim later, several at once
             allowed = self.breaker.allowed(free)
@@ -190,41 +192,42 @@ class Worker:
         try:
             change = self.decide(record)
         except Exception as exc:  # a bug in the step: nothing to record
-            self._recorded(record, None, exc)
+            self._recorded([(record, None, exc)])
             return
         self._recorder.submit(record, change)
 
-    def _recorded(self, record: MigrationRecord, applied: MigrationRecord | None, error: BaseException | None) -> None:
-        """On the recorder's thread: the outcome is stored (``applied``), stale (None) or failed."""
-        try:
-            if error is not None:
-                raise error  # logged below as the crash it is
-            self.steps_run += 1
-            if applied is None:
-                self.stale_discarded += 1
-                log.warning(
-                    "result discarded: the migration was moved by someone else meanwhile",
-                    extra={"party_id": record.party_id, "migration_id": record.id, "action": "stale_result"},
-                )
-            else:
-                if applied.state is not record.state:
-                    log.info(
-                        f"{record.state} -> {applied.state}",
-                        extra={"party_id": record.party_id, "migration_id": record.id, "action": "transition"},
-                    )
-                if self.on_applied is not None:
-                    self.on_applied(applied)
-        except Exception:  # a bug or a database outage: the lease runs out and the row is retried
-            self.breaker.release_probe()
-            log.exception(
-                "step crashed; the migration is retried when its lease expires",
-                extra={"party_id": record.party_id, "migration_id": record.id, "action": "step_crashed"},
-            )
-        finally:
-            with self._lock:
+    def _recorded(self, results: list[Recorded]) -> None:
+        """On the recorder's thread, after the commit: each outcome stored, stale (None) or failed."""
+        with self._lock:  # recorded: the lease has ended, nothing to renew
+            for record, _, _ in results:
                 self._in_flight.pop(record.id, None)
-            self._wake.set()
-        self.tick()  # a slot is free: claim the next due migration without waiting for the ticker
+        for record, applied, error in results:
+            try:
+                if error is not None:
+                    raise error  # logged below as the crash it is
+                self.steps_run += 1
+                if applied is None:
+                    self.stale_discarded += 1
+                    log.warning(
+                        "result discarded: the migration was moved by someone else meanwhile",
+                        extra={"party_id": record.party_id, "migration_id": record.id, "action": "stale_result"},
+                    )
+                else:
+                    if applied.state is not record.state:
+                        log.info(
+                            f"{record.state} -> {applied.state}",
+                            extra={"party_id": record.party_id, "migration_id": record.id, "action": "transition"},
+                        )
+                    if self.on_applied is not None:
+                        self.on_applied(applied)
+            except Exception:  # a bug or a database outage: the lease runs out and the row is retried
+                self.breaker.release_probe()
+                log.exception(
+                    "step crashed; the migration is retried when its lease expires",
+                    extra={"party_id": record.party_id, "migration_id": record.id, "action": "step_crashed"},
+                )
+        self._wake.set()
+        self.tick()  # slots are free: claim the next due migrations without waiting for the ticker
 
     def _fence(self, record: MigrationRecord) -> None:
         """Before a call that must not be made twice: renew the lease, or stop if it is lost."""

@@ -44,7 +44,8 @@ HASHED_FIELDS = (
 
 _VERIFY_PAGE = 2000
 
-# Built once: every audited move runs it (one lookup on the (migration_id, seq) unique index).
+# Built once: the chain head's hash when a caller did not read it already (one lookup on the
+# (migration_id, seq) unique index).
 _HEAD_HASH = select(audit_events.c.hash).where(
     audit_events.c.migration_id == bindparam("mid"), audit_events.c.seq == bindparam("seq")
 )
@@ -114,7 +115,7 @@ def chain_rows(
     return rows
 
 
-def append(
+def next_rows(
     conn: Connection,
     *,
     migration_id: int,
@@ -122,13 +123,11 @@ def append(
     at: datetime,
     events: Iterable[EventIn],
     head_hash: str | None = None,
-) -> None:
-    """Append ``events`` to a migration whose chain head (before them) is ``head_seq``.
-
-    The caller holds the migration row (its compare-and-set matched in this transaction),
-    so no one else appends to this chain meanwhile. The head's hash is ``head_hash`` when the
-    caller read it already (``moves.apply`` does, in its RETURNING), else one indexed lookup.
-    """
+) -> list[dict[str, Any]]:
+    """The rows that append ``events`` after the chain head ``head_seq`` (``append`` without the
+    insert, so a caller can insert the rows of several migrations at once). The head's hash is
+    ``head_hash`` when the caller read it already (``moves`` does, in its RETURNING), else one
+    indexed lookup finds it."""
     prev_hash = ""
     if head_seq > 0:
         found = head_hash
@@ -136,7 +135,11 @@ def append(
             found = conn.execute(_HEAD_HASH, {"mid": migration_id, "seq": head_seq}).scalar_one_or_none()
         # A missing head is already a broken chain that `audit verify` reports; keep recording.
         prev_hash = found or ""
-    rows = chain_rows(migration_id=migration_id, first_seq=head_seq + 1, at=at, prev_hash=prev_hash, events=events)
+    return chain_rows(migration_id=migration_id, first_seq=head_seq + 1, at=at, prev_hash=prev_hash, events=events)
+
+
+def insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert event rows (``next_rows``'), one executemany for all."""
     if rows:
         conn.execute(_INSERT_EVENTS, rows)
 

@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from migration_engine.errors import ActiveMigrationExists
 from migration_engine.machine import TERMINAL_STATES
-from migration_engine.store.audit import append, event_row
+from migration_engine.store.audit import event_row, insert_rows, next_rows
 from migration_engine.store.database import Database
 from migration_engine.store.queries import active_in, records_from
 from migration_engine.store.records import UNCHANGED, Change, EventIn, MigrationRecord, NewMigration
@@ -262,21 +262,28 @@ def apply(db: Database, change: Change) -> MigrationRecord | None:
     Returns the migration as it now is, or ``None`` when the row no longer matches (another
     worker or an operator moved it): then nothing is written.
     """
-    with db.write(f"apply a change to migration {change.migration_id}") as conn:
-        return _apply_in(db, conn, change, db.clock.now())
+    return apply_many(db, [change])[0]
 
 
 def apply_many(db: Database, changes: Sequence[Change]) -> list[MigrationRecord | None]:
     """``apply`` for several changes in ONE transaction (group commit): each is still its own
-    compare-and-set, and its result is the same as ``apply``'s; a database error stores none."""
+    compare-and-set with the same result as ``apply``'s; their audit events go in with one
+    executemany; a database error stores none of them."""
     if not changes:
         return []
-    with db.write(f"apply {len(changes)} changes") as conn:
+    action = f"apply a change to migration {changes[0].migration_id}" if len(changes) == 1 else "apply changes"
+    with db.write(action) as conn:
         now = db.clock.now()
-        return [_apply_in(db, conn, change, now) for change in changes]
+        events: list[dict[str, Any]] = []
+        results = [_apply_in(db, conn, change, now, events) for change in changes]
+        insert_rows(conn, events)
+        return results
 
 
-def _apply_in(db: Database, conn: Connection, change: Change, now: datetime) -> MigrationRecord | None:
+def _apply_in(
+    db: Database, conn: Connection, change: Change, now: datetime, event_rows: list[dict[str, Any]]
+) -> MigrationRecord | None:
+    """The compare-and-set of one change; its audit rows are added to ``event_rows``."""
     events = list(change.events)
     values = _set_values(change)
     completes = change.new_state is not None and change.new_state in TERMINAL_STATES
@@ -296,7 +303,7 @@ def _apply_in(db: Database, conn: Connection, change: Change, now: datetime) -> 
         return None  # no match: the UPDATE wrote nothing, there is nothing to undo
     if events:
         head = row["event_seq"] - len(events)
-        append(
+        event_rows += next_rows(
             conn, migration_id=change.migration_id, head_seq=head, at=now, events=events, head_hash=row["head_hash"]
         )
     return records_from(db, conn, [row])[0]

@@ -24,7 +24,7 @@ chromium:  # headless Chromium for the HTML report test (Debian's package)
 	bash scripts/ensure-chromium.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check migration_engine migrations_db tests
+	$(BIN)/ruff check migration_engine migrations_db tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,0 +1,81 @@
+"""One engine run in this process: import the batch, run the worker until idle, time it.
+
+The worker runs exactly as `peppol-migrate run --until-idle` does (``Worker.serve`` with the
+APScheduler ticker); only the wiring is in-process. Calls are counted from the sandbox's
+own log, so the figures use the calls actually made.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.parties import FROM, TO, Party, engine_env, write_batch
+from bench.sandbox_proc import SandboxProcess
+from migration_engine.batch import import_file
+from migration_engine.runtime import Runtime
+from migration_engine.settings import load_settings
+
+# The fewest PSB calls a migration needs with the default profile (one capability PUT, one
+# hook, one user, a business card) when every poll finds what it waits for the first time.
+# To eConnect: PUT key, one takeover poll, PUT capabilities, GET hooks (they are matched by
+# name), PUT hook, PUT user party, PUT enroll, one verification lookup.
+# From eConnect: GET prepareToMigrate, one takeover poll, GET config (gone?), GET hooks,
+# DELETE user party; the key's handoff goes to the new provider, not to the PSB.
+MIN_CALLS = {TO: 8, FROM: 5}
+
+
+@dataclass
+class EngineRun:
+    seconds: float
+    api_calls: int
+    calls_by_direction: dict[str, float]  # mean API calls per migration
+    states: dict[str, int]
+    steps: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def all_completed(self) -> bool:
+        return set(self.states) == {"completed"}
+
+
+def per_direction(calls: list[dict[str, Any]], parties: list[Party]) -> dict[str, float]:
+    direction = {p.party_id: p.direction for p in parties}
+    per_party = Counter(c["partyId"] for c in calls if c.get("partyId") in direction)
+    out: dict[str, float] = {}
+    for d in (TO, FROM):
+        mine = [per_party[p.party_id] for p in parties if p.direction == d]
+        out[d] = round(sum(mine) / len(mine), 3) if mine else 0.0
+    return out
+
+
+def run_engine(
+    sandbox: SandboxProcess, parties: list[Party], *, db_url: str, concurrency: int, workdir: Path
+) -> EngineRun:
+    """Import ``parties`` into ``db_url`` (an empty database), then run one worker until idle."""
+    batch = write_batch(workdir / "batch.csv", parties)
+    rt = Runtime(load_settings(env=engine_env(db_url, sandbox.url, concurrency=concurrency)))
+    try:
+        rt.store.upgrade()
+        import_file(rt, path=batch, batch_name="bench", dry_run=False, actor="bench")
+        since = sandbox.last_seq()
+        worker = rt.worker()
+        started = time.perf_counter()
+        worker.serve(until_idle=True)
+        seconds = time.perf_counter() - started
+        calls = sandbox.calls(since)
+        states: Counter[str] = Counter()
+        for _, state, n in rt.store.counts(batch_name="bench"):
+            states[state.value] += n
+        return EngineRun(
+            seconds=seconds,
+            api_calls=len(calls),
+            calls_by_direction=per_direction(calls, parties),
+            states=dict(states),
+            steps=worker.steps_run,
+        )
+    finally:
+        rt.close()

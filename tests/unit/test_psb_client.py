@@ -79,6 +79,16 @@ def test_get_party_config() -> None:
     assert make(fake).get_party_config("0106:123") == config
 
 
+def test_a_cookie_the_psb_sets_is_never_sent_back() -> None:
+    path = "/api/v1/peppol/config/party/0106%3A123"
+    answer = httpx.Response(200, json={"id": "0106:123"}, headers={"Set-Cookie": "session=abc; Path=/"})
+    fake = FakePsb({("GET", path): answer})
+    client = make(fake)
+    client.get_party_config("0106:123")
+    client.get_party_config("0106:123")
+    assert [r.headers.get("cookie") for r in fake.requests] == [None, None]
+
+
 def test_get_party_config_404_is_none_but_recorded() -> None:
     calls: list[ApiCall] = []
     fake = FakePsb({("GET", "/api/v1/peppol/config/party/0106%3A9"): httpx.Response(

@@ -27,7 +27,7 @@ from migration_engine.store import (
 )
 from migration_engine.store.audit import event_hash
 from migration_engine.store.schema import OPEN_STATE_PREDICATE, metadata
-from migration_engine.store.versioning import head_revisions
+from migration_engine.store.versioning import SCHEMA_HEAD, head_revisions
 
 IN, OUT = Direction.TO_ECONNECT, Direction.FROM_ECONNECT
 LEASE_S = 60.0
@@ -116,6 +116,11 @@ def test_check_schema_refuses_unknown_revision_and_missing_tables(store: Store, 
     run_sql("DROP TABLE audit_events")
     with pytest.raises(SchemaOutOfDate, match="audit_events"):
         store.check_schema()
+
+
+def test_the_schema_head_constant_is_alembics_head() -> None:
+    # check_schema trusts SCHEMA_HEAD without importing Alembic: a new revision must move it.
+    assert head_revisions() == {SCHEMA_HEAD}
 
 
 def test_open_state_predicate_matches_the_machine() -> None:

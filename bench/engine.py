@@ -15,8 +15,8 @@ from typing import Any
 
 from bench.parties import FROM, TO, Party, engine_env, write_batch
 from bench.sandbox_proc import SandboxProcess
-from migration_engine.batch import import_file
-from migration_engine.runtime import Runtime
+from migration_engine.backoffice.importer import import_file
+from migration_engine.engine.runtime import Runtime
 from migration_engine.settings import load_settings
 
 # The fewest PSB calls a migration needs with the default profile (one capability PUT, one

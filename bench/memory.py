@@ -14,8 +14,8 @@ import os
 import sys
 import threading
 
+from migration_engine.engine.runtime import Runtime
 from migration_engine.machine import State
-from migration_engine.runtime import Runtime
 from migration_engine.settings import load_settings
 from migration_engine.store import MigrationRecord
 

@@ -16,8 +16,8 @@ import psycopg
 from sqlalchemy import make_url
 
 from bench.parties import Party, engine_env, write_batch
-from migration_engine.batch import import_file
-from migration_engine.runtime import Runtime
+from migration_engine.backoffice.importer import import_file
+from migration_engine.engine.runtime import Runtime
 from migration_engine.settings import load_settings
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

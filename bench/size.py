@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.parties import FROM, PROVIDER, TO, Party, engine_env, party_id, write_batch
-from migration_engine.batch import import_file
+from migration_engine.backoffice.importer import import_file
+from migration_engine.engine.runtime import Runtime
 from migration_engine.keys import generate_key
-from migration_engine.runtime import Runtime
 from migration_engine.settings import load_settings
 
 CLI = [sys.executable, "-m", "migration_engine.cli"]

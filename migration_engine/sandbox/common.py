@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 
 from migration_engine.errors import InputError
-from migration_engine.identifiers import canonical
+from migration_engine.peppol.identifiers import canonical
 
 
 class SandboxError(Exception):

@@ -28,8 +28,8 @@ from typing import Any
 from dnslib import CNAME, NAPTR, QTYPE, RCODE, RR, DNSLabel, DNSRecord
 from dnslib.server import DNSServer
 
+from migration_engine.peppol.sml import SCHEME, cname_name, naptr_name
 from migration_engine.sandbox.model import SandboxModel
-from migration_engine.sml import SCHEME, cname_name, naptr_name
 
 log = logging.getLogger(__name__)
 TTL = 60

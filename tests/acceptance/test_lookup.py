@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from migration_engine.network import CORE_DOCUMENT_TYPES
+from migration_engine.peppol.verification import CORE_DOCUMENT_TYPES
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from tests.acceptance.cli import as_json, peppol_migrate
 from tests.support import ROOT

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from migration_engine.batch import import_file
+from migration_engine.backoffice.importer import import_file
 from migration_engine.clock import ManualClock
-from migration_engine.runtime import Runtime
+from migration_engine.engine.runtime import Runtime
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from migration_engine.store.audit import event_hash
 from tests.acceptance.cli import as_json, peppol_migrate

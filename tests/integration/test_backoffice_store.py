@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from migration_engine import keyexport, report
-from migration_engine.batchreport import build
+from migration_engine.backoffice import key_export, overview
+from migration_engine.backoffice.batch_report import build
 from migration_engine.errors import InputError, SecretError
 from migration_engine.keys import KeyVault
 from migration_engine.machine import Direction, State, Trigger
@@ -70,7 +70,7 @@ def test_status_figures_are_aggregates_per_batch(store, clock):
     assert everything.oldest_waiting is not None and everything.oldest_waiting.party_id == party(10)
     assert store.status_figures(batch_name="nope", since=clock.now()).oldest_waiting is None
 
-    data = report.status(store, batch_name="a", now=clock.now())
+    data = overview.status(store, batch_name="a", now=clock.now())
     assert data["throughput_last_hour"] == 1 and data["paused"] == 1
     assert data["errors_by_code"] == {"API404": 1, "HTTP503": 1}
     assert data["oldest_waiting"]["party_id"] == party(2)
@@ -133,7 +133,7 @@ def test_keys_export_writes_a_private_file_then_marks_delivered(store, clock, tm
     change(store, 2, paused=True)
     clock.advance(10)
     out = tmp_path / "keys.csv"
-    result = keyexport.export_keys(store, VAULT, SETTINGS, batch_name="out", out=out, actor="operator:dave")
+    result = key_export.export_keys(store, VAULT, SETTINGS, batch_name="out", out=out, actor="operator:dave")
 
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     rows = read(out)
@@ -160,25 +160,25 @@ def test_keys_export_refuses_to_overwrite_unless_forced(store, clock, tmp_path):
     out.write_text("precious")
     out.chmod(0o644)
     with pytest.raises(InputError, match="--force"):
-        keyexport.export_keys(store, VAULT, SETTINGS, batch_name="out", out=out, actor="a")
+        key_export.export_keys(store, VAULT, SETTINGS, batch_name="out", out=out, actor="a")
     assert out.read_text() == "precious" and store.find_party(party(0))[0].state is State.KEY_ISSUED
-    keyexport.export_keys(store, VAULT, SETTINGS, batch_name="out", out=out, actor="a", force=True)
+    key_export.export_keys(store, VAULT, SETTINGS, batch_name="out", out=out, actor="a", force=True)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600 and set(read(out)) == {party(0)}
     assert [p.name for p in out.parent.iterdir()] == ["keys.csv"]  # no temporary file left
 
 
 def test_keys_export_with_nothing_waiting_writes_no_file(store, clock, tmp_path):
     add(store, "out", NewMigration(party_id=party(1), direction=OUT, state=State.REQUESTED))
-    result = keyexport.export_keys(store, VAULT, SETTINGS, batch_name="out", out=tmp_path / "k.csv", actor="a")
+    result = key_export.export_keys(store, VAULT, SETTINGS, batch_name="out", out=tmp_path / "k.csv", actor="a")
     assert result.file is None and not (tmp_path / "k.csv").exists()
     with pytest.raises(InputError, match="no batch named"):
-        keyexport.export_keys(store, VAULT, SETTINGS, batch_name="nope", out=tmp_path / "k.csv", actor="a")
+        key_export.export_keys(store, VAULT, SETTINGS, batch_name="nope", out=tmp_path / "k.csv", actor="a")
 
 
 def test_a_wrong_key_encryption_key_leaves_no_file(store, clock, tmp_path):
     issued(store, clock, 2)
     with pytest.raises(SecretError):
-        keyexport.export_keys(
+        key_export.export_keys(
             store, KeyVault("another-key-encryption-key"), SETTINGS, batch_name="out", out=tmp_path / "k.csv", actor="a"
         )
     assert not (tmp_path / "k.csv").exists()
@@ -187,7 +187,7 @@ def test_a_wrong_key_encryption_key_leaves_no_file(store, clock, tmp_path):
 
 def test_a_crash_after_the_file_exports_the_rest_next_time(store, clock, tmp_path, monkeypatch):
     keys = issued(store, clock, 3)
-    real = keyexport._deliver
+    real = key_export._deliver
     calls = []
 
     def crash_after_one(*args, **kwargs):
@@ -196,15 +196,15 @@ def test_a_crash_after_the_file_exports_the_rest_next_time(store, clock, tmp_pat
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(keyexport, "_deliver", crash_after_one)
+    monkeypatch.setattr(key_export, "_deliver", crash_after_one)
     with pytest.raises(KeyboardInterrupt):
-        keyexport.export_keys(store, VAULT, SETTINGS, batch_name="out", out=tmp_path / "1.csv", actor="a")
-    monkeypatch.setattr(keyexport, "_deliver", real)
+        key_export.export_keys(store, VAULT, SETTINGS, batch_name="out", out=tmp_path / "1.csv", actor="a")
+    monkeypatch.setattr(key_export, "_deliver", real)
     assert set(read(tmp_path / "1.csv")) == set(keys)  # every key is in the file
     delivered = {r.party_id for r in store.list_migrations(batch_name="out", states=[State.KEY_DELIVERED])}
     assert len(delivered) == 1
 
-    again = keyexport.export_keys(store, VAULT, SETTINGS, batch_name="out", out=tmp_path / "2.csv", actor="a")
+    again = key_export.export_keys(store, VAULT, SETTINGS, batch_name="out", out=tmp_path / "2.csv", actor="a")
     assert set(again.delivered) == set(keys) - delivered
     assert {r["migration_key"] for r in read(tmp_path / "2.csv").values()} == {keys[p] for p in again.delivered}
     assert {r.state for r in store.list_migrations(batch_name="out")} == {State.KEY_DELIVERED}
@@ -220,6 +220,6 @@ def test_a_migration_moved_meanwhile_is_reported(store, clock, tmp_path, monkeyp
         return iter(found)
 
     monkeypatch.setattr(store, "list_migrations", list_then_move)
-    result = keyexport.export_keys(store, VAULT, SETTINGS, batch_name="out", out=tmp_path / "k.csv", actor="a")
+    result = key_export.export_keys(store, VAULT, SETTINGS, batch_name="out", out=tmp_path / "k.csv", actor="a")
     assert result.delivered == [] and "moved by a worker" in result.skipped[0].why
     assert result.skipped[0].state == "key_delivered"

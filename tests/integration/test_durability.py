@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from migration_engine import report, statusview
-from migration_engine import worker as worker_module
-from migration_engine.batch import import_file
+from migration_engine.backoffice import overview
+from migration_engine.backoffice.importer import import_file
+from migration_engine.cli import status_view
+from migration_engine.engine import worker as worker_module
+from migration_engine.engine.runtime import Runtime
 from migration_engine.errors import SecretError
 from migration_engine.machine import State
-from migration_engine.runtime import Runtime
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from migration_engine.store import Store
 from tests.support import engine_settings, kvk, seed_batch
@@ -113,7 +114,7 @@ def test_a_slow_step_renews_its_lease_and_keeps_its_row(tmp_path, sandbox, db_ur
     assert record.state is State.KEY_ISSUED and record.lease_owner is None
     assert a.stale_discarded == 0
     assert moves(rt.store, record.id) == [("worker-a", "requested", "key_issued")]
-    [shown] = report.workers(rt.store, now=clock.now())
+    [shown] = overview.workers(rt.store, now=clock.now())
     assert shown["worker_id"] == "worker-a" and shown["stopped_at"] and not shown["alive"]
     other.close()
     rt.close()
@@ -172,10 +173,10 @@ def test_a_401_after_a_new_token_opens_the_circuit_and_a_probe_closes_it(tmp_pat
         assert all(c["status"] == 401 for c in sandbox.model.calls())
         assert any(r.getMessage().startswith("circuit open: claiming paused") for r in caplog.records)
 
-        status = report.status(rt.store, now=clock.now())
+        status = overview.status(rt.store, now=clock.now())
         [shown] = status["workers"]
         assert shown["alive"] and shown["circuit"] == "open" and "401" in shown["circuit_reason"]
-        assert any("circuit open because HTTP 401" in line for line in statusview.status_lines(status))
+        assert any("circuit open because HTTP 401" in line for line in status_view.status_lines(status))
 
         clock.advance(30)  # the cool-down: one probe, which fails too
         assert worker.tick() == 1
@@ -190,7 +191,7 @@ def test_a_401_after_a_new_token_opens_the_circuit_and_a_probe_closes_it(tmp_pat
         assert worker.tick() == 1
         applied.wait_for(claimed + 2)
         assert worker.breaker.state == "closed"
-        assert report.status(rt.store, now=clock.now())["workers"][0]["circuit"] == "closed"
+        assert overview.status(rt.store, now=clock.now())["workers"][0]["circuit"] == "closed"
         worker.drain()
         worker.close()
 
@@ -216,7 +217,7 @@ def test_a_refused_token_request_opens_the_circuit_without_showing_the_secret(tm
     assert worker.breaker.state == "open" and "OAUTH01" in worker.breaker.reason
     assert worker.tick() == 0
     assert sandbox.model.calls() == []  # no token, no API call
-    shown = report.status(rt.store, now=clock.now())
+    shown = overview.status(rt.store, now=clock.now())
     texts = [str(shown), *(str(e) for r in rt.store.list_migrations() for e in rt.store.events(r.id))]
     assert all("wrong-secret-1234" not in t and "sandbox-secret" not in t for t in texts)
     worker.close()
@@ -241,7 +242,7 @@ def test_the_worker_refuses_a_missing_or_wrong_key_encryption_key(tmp_path, sand
 
 
 def test_transient_failures_back_off_past_retry_after_then_need_attention_with_the_last_error(tmp_path, db_url, clock):
-    from migration_engine import ops
+    from migration_engine.backoffice import actions
 
     with SandboxServer(SandboxConfig(throttle_rate=1.0), clock=clock) as sandbox:  # every call: 429, Retry-After 1
         rt = migrate(tmp_path, sandbox, db_url, clock, outbound=[kvk(50)], PEPPOL_MIGRATE_RETRY__MAX_ATTEMPTS="4")
@@ -257,7 +258,7 @@ def test_transient_failures_back_off_past_retry_after_then_need_attention_with_t
         assert len(sandbox.model.calls()) == 4
 
         sandbox.faults.update({"throttleRate": 0})  # the PSB recovers; an operator retries
-        ops.operator_action(rt.store, rt.settings, record=record, action="retry", actor="operator:test")
+        actions.operator_action(rt.store, rt.settings, record=record, action="retry", actor="operator:test")
         rt.worker().drain()
         [record] = rt.store.find_party(kvk(50))
         assert record.state is State.KEY_ISSUED and record.attempts == 0

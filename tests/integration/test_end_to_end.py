@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from migration_engine.batch import import_file
+from migration_engine.backoffice import actions
+from migration_engine.backoffice.importer import import_file
 from migration_engine.clock import ManualClock
+from migration_engine.engine.runtime import Runtime
 from migration_engine.machine import Direction, State
-from migration_engine.runtime import Runtime
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from tests.support import engine_settings, expected_moves, kvk, seed_batch
 
@@ -78,11 +79,10 @@ def test_fifty_each_way_survive_a_worker_restart(tmp_path, sandbox, clock, db_ur
 @pytest.mark.parametrize("vary_seed", SEEDS)
 def test_a_wrong_key_is_rejected_with_the_psb_message_and_a_new_key_completes(tmp_path, clock, db_url, vary_seed):
     """The PSB does not document how it refuses a key; the sandbox varies it per seed."""
-    from migration_engine import ops
 
     config = SandboxConfig(vary_seed=vary_seed).effective()
     with SandboxServer(config, clock=clock) as sandbox:
-        _rekey(tmp_path, sandbox, clock, db_url, ops)
+        _rekey(tmp_path, sandbox, clock, db_url)
 
 
 def test_the_varied_details_cover_every_refusal_status():
@@ -91,7 +91,7 @@ def test_the_varied_details_cover_every_refusal_status():
     assert {c.repeat_prepare for c in configs} == {"overwrite", "same"}
 
 
-def _rekey(tmp_path, sandbox, clock, db_url, ops):
+def _rekey(tmp_path, sandbox, clock, db_url):
     party = kvk(7)
     seed_batch(sandbox.model, tmp_path / "batch.csv", inbound=[party], wrong_keys=[party])
     rt = Runtime(engine_settings(db_url, sandbox.url), clock=clock)
@@ -104,7 +104,7 @@ def _rekey(tmp_path, sandbox, clock, db_url, ops):
     assert "99ZZyy##99ZZyy##" not in (record.last_error or "")
 
     new_key = sandbox.model.provider_prepare("provider-b", party)
-    ops.key_set(rt.store, rt.vault(), rt.settings, party=party, key=new_key, actor="operator:test")
+    actions.key_set(rt.store, rt.vault(), rt.settings, party=party, key=new_key, actor="operator:test")
     rt.worker().drain()
     [record] = rt.store.find_party(party)
     assert record.state is State.COMPLETED

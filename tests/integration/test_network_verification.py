@@ -13,10 +13,10 @@ from datetime import timedelta
 
 import pytest
 
-from migration_engine.batch import import_file
+from migration_engine.backoffice.importer import import_file
 from migration_engine.clock import ManualClock
+from migration_engine.engine.runtime import Runtime
 from migration_engine.machine import State
-from migration_engine.runtime import Runtime
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from tests.support import engine_settings, expected_moves, kvk, seed_batch
 

@@ -14,11 +14,11 @@ import pytest
 
 from migration_engine.clock import ManualClock
 from migration_engine.errors import NetworkLookupError
-from migration_engine.network import CORE_DOCUMENT_TYPES, NetworkVerifier
+from migration_engine.peppol.sml import SmlResolver, cname_name, naptr_name
+from migration_engine.peppol.smp import SmpClient
+from migration_engine.peppol.verification import CORE_DOCUMENT_TYPES, NetworkVerifier
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from migration_engine.sandbox.dns import SandboxDns
-from migration_engine.sml import SmlResolver, cname_name, naptr_name
-from migration_engine.smp import SmpClient
 
 PARTY = "0106:12345678"
 INVOICE = CORE_DOCUMENT_TYPES["invoices"][0]

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from migration_engine.errors import PsbTransientError
-from migration_engine.psb import PsbClient
+from migration_engine.psb.client import PsbClient
 from migration_engine.settings import Settings
 
 

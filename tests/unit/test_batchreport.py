@@ -12,10 +12,11 @@ from html.parser import HTMLParser
 
 import pytest
 
-from migration_engine import batchreport, htmlreport, statusview
-from migration_engine.batchreport import COLUMNS, row_dict, write_csv, write_json
-from migration_engine.htmlreport import chart_svg, counts_table, errors_table, state_class, write_html
-from migration_engine.importprogress import ImportProgress, count_lines
+from migration_engine.backoffice import batch_report, report_html
+from migration_engine.backoffice.batch_report import COLUMNS, row_dict, write_csv, write_json
+from migration_engine.backoffice.report_html import chart_svg, counts_table, errors_table, state_class, write_html
+from migration_engine.cli import status_view
+from migration_engine.cli.import_progress import ImportProgress, count_lines
 from migration_engine.machine import Direction, State, states
 from migration_engine.store import BatchInfo, MigrationRecord
 
@@ -87,7 +88,7 @@ class FakeReport:
     def rows(self):
         yield from self._rows
 
-    header = batchreport.BatchReport.header
+    header = batch_report.BatchReport.header
 
 
 ROWS = [
@@ -152,7 +153,7 @@ def test_unknown_format_is_bad_input():
     from migration_engine.errors import InputError
 
     with pytest.raises(InputError, match="csv, json, html"):
-        batchreport.write(FakeReport(ROWS), "pdf", io.StringIO())
+        batch_report.write(FakeReport(ROWS), "pdf", io.StringIO())
 
 
 # ---- HTML --------------------------------------------------------------------------------
@@ -201,7 +202,7 @@ def test_html_page_is_self_contained():
 def test_html_figures_and_counts_carry_the_summary():
     _, page = render()
     s = summary()
-    for key, _label in htmlreport.FIGURES:
+    for key, _label in report_html.FIGURES:
         assert page.figures[key] == str(s[key])
     for direction, counts in s["by_direction"].items():
         for state, n in counts.items():
@@ -251,7 +252,7 @@ def test_counts_and_errors_tables():
 
 
 def test_status_lines_show_only_states_in_use():
-    lines = statusview.status_lines(summary())
+    lines = status_view.status_lines(summary())
     assert lines[0].startswith("batch: spring   total 8   done 75.0%")
     assert "completed=3  key_rejected=1" in lines[1] and "requested" not in lines[1]
     assert lines[-1] == "  errors: API400=1  API404=1"
@@ -272,7 +273,7 @@ class Ticks:
 
 def test_watch_off_a_terminal_prints_only_changes():
     stop, out = threading.Event(), io.StringIO()
-    statusview.watch(Ticks(stop, 4), interval_s=0, tty=False, out=out, stop=stop, now=lambda: T0)
+    status_view.watch(Ticks(stop, 4), interval_s=0, tty=False, out=out, stop=stop, now=lambda: T0)
     blocks = out.getvalue().split("-- ")[1:]
     assert len(blocks) == 2  # the first status, then the one change; two repeats not printed
     assert "paused 0" in blocks[0] and "paused 1" in blocks[1]
@@ -280,7 +281,7 @@ def test_watch_off_a_terminal_prints_only_changes():
 
 def test_watch_on_a_terminal_draws_a_live_table():
     stop, out = threading.Event(), io.StringIO()
-    statusview.watch(Ticks(stop, 3), interval_s=0, tty=True, out=out, stop=stop, now=lambda: T0)
+    status_view.watch(Ticks(stop, 3), interval_s=0, tty=True, out=out, stop=stop, now=lambda: T0)
     text = out.getvalue()
     assert "to-econnect" in text and "key_rejected" in text and "Ctrl-C" in text
 

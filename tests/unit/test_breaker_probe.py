@@ -3,8 +3,8 @@ change of state reported (the worker writes it where `status` shows it)."""
 
 from __future__ import annotations
 
-from migration_engine.breaker import CircuitBreaker
 from migration_engine.clock import ManualClock
+from migration_engine.engine.breaker import CircuitBreaker
 
 
 def opened(changes: list[tuple[str, str]]) -> tuple[ManualClock, CircuitBreaker]:

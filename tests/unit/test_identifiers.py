@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from migration_engine import identifiers
 from migration_engine.errors import InputError
-from migration_engine.identifiers import (
+from migration_engine.peppol import identifiers
+from migration_engine.peppol.identifiers import (
     ALIASES,
     CHECKED_ICDS,
     SCHEMES,

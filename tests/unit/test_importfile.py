@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from migration_engine import importfile
-from migration_engine.errors import ImportRejected, InputError
-from migration_engine.importfile import (
+from migration_engine.backoffice import batch_file
+from migration_engine.backoffice.batch_file import (
     ImportRow,
     Problem,
     ValidationResult,
@@ -17,6 +16,7 @@ from migration_engine.importfile import (
     read_rows,
     validate_file,
 )
+from migration_engine.errors import ImportRejected, InputError
 from migration_engine.machine import Direction
 
 HEADER = "party_id,direction,migration_key,profile,name,new_provider"
@@ -141,9 +141,9 @@ def test_non_utf8_line_is_one_problem_and_the_rest_is_read(tmp_path):
 
 
 def test_overlong_line_is_skipped_without_reading_it_whole(tmp_path):
-    long_row = "0106:12345670,to-econnect,,,," + "x" * (importfile.MAX_LINE_BYTES * 3)
+    long_row = "0106:12345670,to-econnect,,,," + "x" * (batch_file.MAX_LINE_BYTES * 3)
     result = validate_file(csv_file(tmp_path, GOOD[0], long_row, GOOD[1]))
-    assert_only_problem(result, 3, None, f"longer than {importfile.MAX_LINE_BYTES} bytes")
+    assert_only_problem(result, 3, None, f"longer than {batch_file.MAX_LINE_BYTES} bytes")
 
 
 def test_duplicate_names_both_lines(tmp_path):
@@ -164,7 +164,7 @@ def test_duplicate_names_both_lines(tmp_path):
 
 
 def test_active_parties_are_asked_in_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(importfile, "ACTIVE_CHUNK", 3)
+    monkeypatch.setattr(batch_file, "ACTIVE_CHUNK", 3)
     rows = [f"0106:{10000000 + i},to-econnect,,,," for i in range(8)]
     calls = []
 
@@ -422,7 +422,7 @@ def test_streams_a_100k_row_file_without_holding_the_rows(tmp_path):
     assert result.ok and result.rows == n
     assert result.by_direction == {Direction.TO_ECONNECT: n // 2, Direction.FROM_ECONNECT: n // 2}
     assert result.with_key == n // 2
-    assert max(calls) == importfile.ACTIVE_CHUNK and sum(calls) == n
+    assert max(calls) == batch_file.ACTIVE_CHUNK and sum(calls) == n
     # The file is ~7 MB; its rows held as objects take ~40 MB; the set of 100k ids ~11 MB.
     assert path.stat().st_size > 6e6
     assert peak < 20e6, f"validating held {peak / 1e6:.1f} MB"

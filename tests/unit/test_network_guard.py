@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from migration_engine.clock import ManualClock
+from migration_engine.engine.outcomes import Advance, Fail, Wait
 from migration_engine.errors import ConfigError
 from migration_engine.machine import Direction, State, Trigger
-from migration_engine.network import CORE_DOCUMENT_TYPES, NetworkCheck, required_document_types, smp_matches
-from migration_engine.outcomes import Advance, Fail, Wait
+from migration_engine.peppol.verification import CORE_DOCUMENT_TYPES, NetworkCheck, required_document_types, smp_matches
 from migration_engine.settings import Settings, load_settings, with_overrides
 from tests.unit.test_steps import OUR_AP, ScriptedPsb, ctx_for, option, record, run
 

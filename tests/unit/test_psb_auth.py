@@ -12,8 +12,8 @@ import pytest
 
 from migration_engine.clock import ManualClock
 from migration_engine.errors import PsbAuthError, PsbTransientError
-from migration_engine.psb import ApiCall, PsbClient
-from migration_engine.psb_auth import Token, TokenCache
+from migration_engine.psb.auth import Token, TokenCache
+from migration_engine.psb.client import ApiCall, PsbClient
 
 BASE = "https://psb.example"
 IDENTITY = "https://identity.example"

@@ -18,7 +18,7 @@ from migration_engine.errors import (
     PsbPermanentError,
     PsbTransientError,
 )
-from migration_engine.psb import ApiCall, PsbClient
+from migration_engine.psb.client import ApiCall, PsbClient
 
 KEY = "Ab12@#cdEF34$%xy"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -273,7 +273,7 @@ def test_a_failing_sink_does_not_lose_the_result(caplog: pytest.LogCaptureFixtur
 
 
 def test_log_lines_carry_party_id_and_action(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="migration_engine.psb")
+    caplog.set_level(logging.DEBUG, logger="migration_engine.psb.client")
     fake = FakePsb({("GET", "/api/v1/0106%3A1/hook"): httpx.Response(200, json=[])})
     make(fake).get_hooks("0106:1")
     api_lines = [r for r in caplog.records if getattr(r, "action", None) == "psb.get_hooks"]

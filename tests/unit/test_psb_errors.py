@@ -21,8 +21,8 @@ from migration_engine.errors import (
     PsbTransientError,
 )
 from migration_engine.keys import mask
-from migration_engine.psb import ApiCall, PsbClient
-from migration_engine.psb_errors import Scrubber, error_class, parse_error_body, parse_retry_after
+from migration_engine.psb.client import ApiCall, PsbClient
+from migration_engine.psb.errors import Scrubber, error_class, parse_error_body, parse_retry_after
 
 SECRET = "client-s3cret-value"
 PASSWORD = "p4ssw0rd-value"

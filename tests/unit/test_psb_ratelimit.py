@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from migration_engine.clock import ManualClock
-from migration_engine.psb import PsbClient
-from migration_engine.ratelimit import TokenBucket
+from migration_engine.psb.client import PsbClient
+from migration_engine.psb.ratelimit import TokenBucket
 
 
 class StillClock(ManualClock):

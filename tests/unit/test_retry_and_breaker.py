@@ -2,9 +2,9 @@
 
 import random
 
-from migration_engine.breaker import CircuitBreaker
 from migration_engine.clock import ManualClock
-from migration_engine.retry import GiveUp, RetryAt, RetryPolicy
+from migration_engine.engine.breaker import CircuitBreaker
+from migration_engine.engine.retry import GiveUp, RetryAt, RetryPolicy
 from migration_engine.settings import RetrySettings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from migration_engine.errors import ConfigError
-from migration_engine.sml import (
+from migration_engine.peppol.sml import (
     PEPPOL_PRODUCTION_ZONE,
     PEPPOL_TEST_ZONE,
     apply_naptr_regexp,

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from migration_engine.errors import NetworkLookupError
-from migration_engine.smp import (
+from migration_engine.peppol.smp import (
     SmpClient,
     document_segment,
     parse_service_group,

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from migration_engine.clock import ManualClock
+from migration_engine.engine.outcomes import Advance
 from migration_engine.errors import LeaseLost
 from migration_engine.machine import Direction, State, Trigger
-from migration_engine.outcomes import Advance
 from migration_engine.settings import Settings
 from tests.unit.test_steps import KEY, VAULT, ScriptedPsb, ctx_for, record, run
 

@@ -10,14 +10,14 @@ import httpx
 import pytest
 
 from migration_engine.clock import ManualClock
+from migration_engine.engine.outcomes import Advance, Fail, Wait
+from migration_engine.engine.steps import StepContext, step_for
 from migration_engine.errors import PsbTransientError
 from migration_engine.keys import KeyVault
 from migration_engine.machine import Direction, State, Trigger
-from migration_engine.outcomes import Advance, Fail, Wait
 from migration_engine.profiles import ProfileCatalog
-from migration_engine.psb import PsbClient
+from migration_engine.psb.client import PsbClient
 from migration_engine.settings import Settings
-from migration_engine.steps import StepContext, step_for
 from migration_engine.store import MigrationRecord
 from tests.support import PROFILES, TEST_KEK
 

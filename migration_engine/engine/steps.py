@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from migration_engine.engine.handoff import Handoff
+from migration_engine.engine.outcomes import Advance, Fail, Outcome, Wait
 from migration_engine.errors import ConfigError, PsbNotFound, PsbPermanentError, is_systemic
-from migration_engine.handoff import Handoff
 from migration_engine.keys import KeyVault, mask
 from migration_engine.machine import Direction, State, Trigger
-from migration_engine.network import NetworkCheck, NetworkVerifier, required_document_types
-from migration_engine.outcomes import Advance, Fail, Outcome, Wait
+from migration_engine.peppol.verification import NetworkCheck, NetworkVerifier, required_document_types
 from migration_engine.profiles import Profile, ProfileCatalog
-from migration_engine.psb import PsbClient
+from migration_engine.psb.client import PsbClient
 from migration_engine.settings import Settings
 from migration_engine.store import MigrationRecord
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from migration_engine.clock import Clock
 
-log = logging.getLogger("migration_engine.breaker")
+log = logging.getLogger("migration_engine.engine.breaker")
 
 
 class CircuitBreaker:

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from migration_engine.errors import ImportRejected, InputError
-from migration_engine.importrules import (
+from migration_engine.backoffice.row_rules import (
     COLUMNS,
     REQUIRED,
     Checked,
@@ -31,6 +30,7 @@ from migration_engine.importrules import (
     check_row,
     problem,
 )
+from migration_engine.errors import ImportRejected, InputError
 from migration_engine.machine import Direction
 
 __all__ = [

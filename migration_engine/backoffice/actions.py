@@ -10,11 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from migration_engine import machine, scheduling
+from migration_engine import machine
+from migration_engine.engine import due_times
 from migration_engine.errors import InputError, TransitionError
-from migration_engine.identifiers import canonical
 from migration_engine.keys import KeyVault, key_problem, mask
 from migration_engine.machine import TERMINAL_STATES, Direction, State, Trigger
+from migration_engine.peppol.identifiers import canonical
 from migration_engine.settings import Settings
 from migration_engine.store import Change, EventIn, MigrationRecord, Store
 
@@ -94,7 +95,7 @@ def key_set(store: Store, vault: KeyVault, settings: Settings, *, party: str, ke
             attempts=0,
             last_error=None,
             last_error_code=None,
-            next_run_at=scheduling.next_run_at(r.direction, dest, has_key=True, settings=settings, now=now),
+            next_run_at=due_times.next_run_at(r.direction, dest, has_key=True, settings=settings, now=now),
             events=[_event(actor, r, dest, Trigger.KEY_RECEIVED, key=mask(key), action="key set")],
         )
 
@@ -145,10 +146,10 @@ def operator_action(
             new_state=dest,
             attempts=0,
             failed_state=None,
-            next_run_at=scheduling.next_run_at(
+            next_run_at=due_times.next_run_at(
                 r.direction, dest, has_key=r.key_ciphertext is not None, settings=settings, now=now
             ),
-            deadline_at=scheduling.deadline_at(
+            deadline_at=due_times.deadline_at(
                 r.direction, dest, key_issued_at=r.key_issued_at, settings=settings, now=now
             ),
             events=[_event(actor, r, dest, trigger, action=action)],

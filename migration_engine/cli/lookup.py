@@ -12,10 +12,10 @@ import argparse
 import json
 from typing import Any
 
-from migration_engine.identifiers import canonical
-from migration_engine.network import NetworkVerifier
+from migration_engine.peppol.identifiers import canonical
+from migration_engine.peppol.sml import names
+from migration_engine.peppol.verification import NetworkVerifier
 from migration_engine.settings import Settings, with_overrides
-from migration_engine.sml import names
 
 
 def add_parser(sub: Any) -> None:

@@ -10,12 +10,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from migration_engine import scheduling
+from migration_engine.backoffice.batch_file import iter_valid_rows, validate_file
+from migration_engine.cli.import_progress import ImportProgress
+from migration_engine.engine import due_times
+from migration_engine.engine.runtime import Runtime
 from migration_engine.errors import ImportRejected, InputError
-from migration_engine.importfile import iter_valid_rows, validate_file
-from migration_engine.importprogress import ImportProgress
 from migration_engine.machine import State
-from migration_engine.runtime import Runtime
 from migration_engine.store import NewMigration
 
 
@@ -86,7 +86,7 @@ def import_file(
                 name=row.name,
                 new_provider=row.new_provider,
                 key_ciphertext=vault.encrypt(row.migration_key) if vault and row.migration_key else None,
-                next_run_at=scheduling.next_run_at(
+                next_run_at=due_times.next_run_at(
                     row.direction, State.REQUESTED, has_key=has_key, settings=settings, now=now
                 ),
             )

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from migration_engine import report
-from migration_engine.batch import import_file
+from migration_engine.backoffice import overview
+from migration_engine.backoffice.importer import import_file
+from migration_engine.engine.runtime import Runtime
 from migration_engine.keys import generate_key
 from migration_engine.machine import Direction, State
-from migration_engine.runtime import Runtime
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from migration_engine.settings import load_settings
 
@@ -132,7 +132,7 @@ def run_demo(*, parties: int = 240, invalid_keys: int | None = None, keep: bool 
                     flush=True,
                 )
                 worker = rt.worker()
-                from migration_engine.progress import ProgressDisplay
+                from migration_engine.cli.progress import ProgressDisplay
 
                 with ProgressDisplay(rt.store, batch_name="demo"):
                     worker.serve(until_idle=True)
@@ -150,7 +150,7 @@ def run_demo(*, parties: int = 240, invalid_keys: int | None = None, keep: bool 
 
 def _summary(rt: Runtime, wrong: set[str], seconds: float) -> dict[str, Any]:
     store = rt.store
-    status = report.status(store, batch_name="demo", now=rt.clock.now())
+    status = overview.status(store, batch_name="demo", now=rt.clock.now())
     unexpected, rejected = [], []
     for record in store.list_migrations(batch_name="demo"):
         expected = State.KEY_REJECTED if record.party_id in wrong else State.COMPLETED

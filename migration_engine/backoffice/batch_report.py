@@ -24,7 +24,7 @@ from datetime import datetime
 from itertools import islice
 from typing import IO, Any
 
-from migration_engine import report
+from migration_engine.backoffice import overview
 from migration_engine.errors import InputError
 from migration_engine.store import BatchInfo, MigrationRecord, Store
 
@@ -63,7 +63,7 @@ class BatchReport:
         self.generated_at = generated_at
         # What `status --batch NAME --json` prints, less the worker processes (host names and
         # pids are the operator's business, not the customer's).
-        status = report.status(store, batch_name=batch.name, now=generated_at)
+        status = overview.status(store, batch_name=batch.name, now=generated_at)
         self.summary: dict[str, Any] = {k: v for k, v in status.items() if k not in INTERNAL}
 
     def rows(self) -> Iterator[dict[str, Any]]:
@@ -159,7 +159,7 @@ def write(rep: BatchReport, fmt: str, out: IO[str]) -> int:
     if fmt == "json":
         return write_json(rep, out)
     if fmt == "html":
-        from migration_engine.htmlreport import write_html
+        from migration_engine.backoffice.report_html import write_html
 
         return write_html(rep, out)
     raise InputError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from migration_engine.clock import Clock, SystemClock
+from migration_engine.engine.worker import Worker
 from migration_engine.errors import ConfigError
 from migration_engine.keys import KeyVault
 from migration_engine.profiles import ProfileCatalog
-from migration_engine.psb import PsbClient
+from migration_engine.psb.client import PsbClient
 from migration_engine.settings import Settings
 from migration_engine.store import Store
-from migration_engine.worker import Worker
 
 
 @dataclass

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from migration_engine.peppol.sml import SmlAnswer, SmlResolver
+from migration_engine.peppol.smp import SmpClient
 from migration_engine.settings import Settings
-from migration_engine.sml import SmlAnswer, SmlResolver
-from migration_engine.smp import SmpClient
 
 _UBL = "urn:oasis:names:specification:ubl:schema:xsd:"
 _BIS3 = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"

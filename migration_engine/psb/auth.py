@@ -24,7 +24,7 @@ from typing import Any
 
 from migration_engine.clock import Clock
 from migration_engine.errors import PsbAuthError, PsbError, PsbTransientError
-from migration_engine.psb_errors import ErrorBody, error_for_status
+from migration_engine.psb.errors import ErrorBody, error_for_status
 
 SCOPE = "ap"
 RENEW_BEFORE_S = 60.0

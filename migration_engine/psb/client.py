@@ -60,14 +60,14 @@ from migration_engine.errors import (
     PsbPermanentError,
     PsbTransientError,
 )
-from migration_engine.psb_auth import Credentials, Token, TokenCache, parse_token_response, token_error
-from migration_engine.psb_endpoints import Answer, ApiCall, PsbEndpoints, handoff_url, safe_url
-from migration_engine.psb_errors import Scrubber, error_for_status, excerpt, parse_error_body
-from migration_engine.ratelimit import TokenBucket
+from migration_engine.psb.auth import Credentials, Token, TokenCache, parse_token_response, token_error
+from migration_engine.psb.endpoints import Answer, ApiCall, PsbEndpoints, handoff_url, safe_url
+from migration_engine.psb.errors import Scrubber, error_for_status, excerpt, parse_error_body
+from migration_engine.psb.ratelimit import TokenBucket
 
 __all__ = ["ApiCall", "PsbClient"]
 
-logger = logging.getLogger("migration_engine.psb")
+logger = logging.getLogger("migration_engine.psb.client")
 
 
 class _NoCookies(httpx.Cookies):

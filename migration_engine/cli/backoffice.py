@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from migration_engine import batchreport, report, statusview
+from migration_engine.backoffice import batch_report, overview
+from migration_engine.cli import status_view
+from migration_engine.engine.runtime import Runtime
 from migration_engine.errors import InputError
-from migration_engine.runtime import Runtime
 
 
 def add_parsers(sub: Any) -> None:
@@ -35,7 +36,7 @@ def add_parsers(sub: Any) -> None:
 
     rep = sub.add_parser("report", help="a batch's outcome per party, as CSV, JSON or a self-contained HTML page")
     rep.add_argument("--batch", required=True)
-    rep.add_argument("--format", choices=batchreport.FORMATS, default="csv")
+    rep.add_argument("--format", choices=batch_report.FORMATS, default="csv")
     rep.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
 
 
@@ -48,25 +49,25 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     store = rt.checked_store()
 
     def fetch() -> dict[str, Any]:
-        return report.status(store, batch_name=args.batch, now=rt.clock.now())
+        return overview.status(store, batch_name=args.batch, now=rt.clock.now())
 
     if getattr(args, "watch", False):
         if args.json:
             raise InputError("--watch shows the status on screen; use --json without it")
         if args.interval <= 0:
             raise InputError("--interval must be more than 0 seconds")
-        statusview.watch(fetch, interval_s=args.interval, now=rt.clock.now)
+        status_view.watch(fetch, interval_s=args.interval, now=rt.clock.now)
         return 0
     data = fetch()
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     else:
-        print("\n".join(statusview.status_lines(data)))
+        print("\n".join(status_view.status_lines(data)))
     return 0
 
 
 def cmd_keys_export(rt: Runtime, args: argparse.Namespace, actor: str) -> int:
-    from migration_engine.keyexport import export_keys
+    from migration_engine.backoffice.key_export import export_keys
 
     store = rt.checked_store()
     result = export_keys(
@@ -88,14 +89,14 @@ def cmd_keys_export(rt: Runtime, args: argparse.Namespace, actor: str) -> int:
 
 def cmd_report(rt: Runtime, args: argparse.Namespace) -> int:
     store = rt.checked_store()
-    rep = batchreport.build(store, batch_name=args.batch, now=rt.clock.now())
+    rep = batch_report.build(store, batch_name=args.batch, now=rt.clock.now())
     if not args.out:
-        batchreport.write(rep, args.format, sys.stdout)
+        batch_report.write(rep, args.format, sys.stdout)
         return 0
     path = Path(args.out)
     try:
         with path.open("w", encoding="utf-8", newline="") as fh:
-            n = batchreport.write(rep, args.format, fh)
+            n = batch_report.write(rep, args.format, fh)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     print(f"report of batch {args.batch} ({n} parties, {args.format}) written to {path}", file=sys.stderr)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from migration_engine.store import Change, MigrationRecord
 
-log = logging.getLogger("migration_engine.recorder")
+log = logging.getLogger("migration_engine.engine.recorder")
 
 ApplyMany = Callable[[Sequence[Change]], list[MigrationRecord | None]]
 Recorded = tuple[MigrationRecord, MigrationRecord | None, BaseException | None]

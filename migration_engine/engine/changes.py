@@ -17,12 +17,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from migration_engine import machine, scheduling
+from migration_engine import machine
+from migration_engine.engine import due_times
+from migration_engine.engine.outcomes import Advance, Fail, Outcome, Wait
+from migration_engine.engine.retry import GiveUp, RetryPolicy
 from migration_engine.errors import PsbAuthError, PsbTransientError
 from migration_engine.machine import State, Trigger
-from migration_engine.outcomes import Advance, Fail, Outcome, Wait
-from migration_engine.psb import ApiCall
-from migration_engine.retry import GiveUp, RetryPolicy
+from migration_engine.psb.client import ApiCall
 from migration_engine.settings import Settings
 from migration_engine.store import Change, EventIn, MigrationRecord
 
@@ -133,10 +134,10 @@ class ChangeBuilder:
         )
         fields: dict[str, Any] = {
             "new_state": dest,
-            "next_run_at": scheduling.next_run_at(
+            "next_run_at": due_times.next_run_at(
                 record.direction, dest, has_key=has_key, settings=self._settings, now=now
             ),
-            "deadline_at": scheduling.deadline_at(
+            "deadline_at": due_times.deadline_at(
                 record.direction, dest, key_issued_at=key_issued_at, settings=self._settings, now=now
             ),
             "attempts": attempts if attempts is not None else 0,

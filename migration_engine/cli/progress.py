@@ -8,11 +8,11 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
+from migration_engine.backoffice.overview import per_state_totals
 from migration_engine.machine import State
-from migration_engine.report import per_state_totals
 from migration_engine.store import Store
 
-log = logging.getLogger("migration_engine.progress")
+log = logging.getLogger("migration_engine.cli.progress")
 
 FINAL_LIKE = (State.COMPLETED, State.CANCELLED, State.KEY_REJECTED, State.NEEDS_ATTENTION)
 

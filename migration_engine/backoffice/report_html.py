@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from html import escape
 from typing import IO, Any
 
-from migration_engine.batchreport import BatchReport
+from migration_engine.backoffice.batch_report import BatchReport
 from migration_engine.machine import Direction, State, states
 
 # (summary key, label): the figures shown at the top, all numbers of `status --json`.

@@ -20,8 +20,9 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from migration_engine import identifiers, keys
+from migration_engine import keys
 from migration_engine.machine import Direction
+from migration_engine.peppol import identifiers
 
 COLUMNS = ("party_id", "direction", "migration_key", "profile", "name", "new_provider")
 REQUIRED = ("party_id", "direction")

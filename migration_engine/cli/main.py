@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from migration_engine import cli_backoffice, lookup, machine, ops, report
+from migration_engine import machine
+from migration_engine.backoffice import actions, overview
+from migration_engine.cli import backoffice, lookup
+from migration_engine.cli.logs import setup_logging
+from migration_engine.engine.runtime import Runtime
 from migration_engine.errors import ImportRejected, InputError, PeppolMigrateError
-from migration_engine.logs import setup_logging
 from migration_engine.machine import Direction
-from migration_engine.runtime import Runtime
 from migration_engine.settings import ENV_PREFIX, load_settings, with_overrides
 
 EPILOG = f"""\
@@ -66,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="counts per state and direction, progress, errors")
     st.add_argument("--batch")
     st.add_argument("--json", action="store_true")
-    cli_backoffice.add_watch_arguments(st)
+    backoffice.add_watch_arguments(st)
 
     show = sub.add_parser("show", help="a party's migrations with their audit timeline")
     show.add_argument("party")
@@ -77,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     ks.add_argument("party")
     ks.add_argument("key", help="the key, or - to read it from standard input (keeps it out of shell history)")
     ks.add_argument("--actor", default=None)
-    cli_backoffice.add_parsers(sub)  # keys export, report
+    backoffice.add_parsers(sub)  # keys export, report
 
-    for action in ops.ACTIONS:
+    for action in actions.ACTIONS:
         p = sub.add_parser(action, help=f"{action} one party's migration or a whole batch")
         target = p.add_mutually_exclusive_group(required=True)
         target.add_argument("party", nargs="?")
@@ -127,7 +129,7 @@ def _actor(value: str | None) -> str:
 
 
 def _cmd_run(rt: Runtime, args: argparse.Namespace) -> int:
-    from migration_engine.progress import ProgressDisplay
+    from migration_engine.cli.progress import ProgressDisplay
 
     if args.concurrency:
         rt.settings = with_overrides(rt.settings, worker={"concurrency": args.concurrency})
@@ -141,8 +143,8 @@ def _cmd_run(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
-    from migration_engine.batch import import_file
-    from migration_engine.importprogress import ImportProgress
+    from migration_engine.backoffice.importer import import_file
+    from migration_engine.cli.import_progress import ImportProgress
 
     try:
         # A bar on a terminal, log lines otherwise; a missing file is import_file's to report.
@@ -179,14 +181,14 @@ def _cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
-    return cli_backoffice.cmd_status(rt, args)
+    return backoffice.cmd_status(rt, args)
 
 
 def _cmd_show(rt: Runtime, args: argparse.Namespace) -> int:
-    from migration_engine.identifiers import canonical
+    from migration_engine.peppol.identifiers import canonical
 
     party = canonical(args.party)
-    data = report.show(rt.checked_store(), party)
+    data = overview.show(rt.checked_store(), party)
     if not data:
         raise InputError(f"party {party} has no migration")
     if args.json:
@@ -207,7 +209,7 @@ def _cmd_show(rt: Runtime, args: argparse.Namespace) -> int:
 
 def _cmd_key_set(rt: Runtime, args: argparse.Namespace) -> int:
     key = sys.stdin.readline().strip() if args.key == "-" else args.key
-    record = ops.key_set(
+    record = actions.key_set(
         rt.checked_store(),
         rt.vault(),
         rt.settings,
@@ -225,7 +227,7 @@ def _cmd_action(rt: Runtime, args: argparse.Namespace) -> int:
     if args.batch:
         if store.batch_info(args.batch) is None:
             raise InputError(f"there is no batch named {args.batch!r}")
-        results = ops.act_on_batch(store, rt.settings, batch_name=args.batch, action=args.command, actor=actor)
+        results = actions.act_on_batch(store, rt.settings, batch_name=args.batch, action=args.command, actor=actor)
         if args.json:
             _print_json([r.__dict__ for r in results])
         elif not results:
@@ -234,10 +236,10 @@ def _cmd_action(rt: Runtime, args: argparse.Namespace) -> int:
             for r in results:
                 print(f"{r.party_id}: {'ok' if r.ok else 'refused'}: {r.message} ({r.state})")
         return 0 if all(r.ok for r in results) else 1
-    record = ops.active_migration(store, args.party, action=args.command)
-    applied = ops.operator_action(store, rt.settings, record=record, action=args.command, actor=actor)
+    record = actions.active_migration(store, args.party, action=args.command)
+    applied = actions.operator_action(store, rt.settings, record=record, action=args.command, actor=actor)
     if args.json:
-        _print_json(report.migration_dict(applied))
+        _print_json(overview.migration_dict(applied))
     else:
         print(f"{applied.party_id}: {args.command} done, now {applied.state}" + (" (paused)" if applied.paused else ""))
     return 0
@@ -300,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sandbox":
             return _cmd_sandbox(args)
         if args.command == "demo":
-            from migration_engine.demo import run_demo
+            from migration_engine.cli.demo import run_demo
 
             return run_demo(parties=args.parties, invalid_keys=args.invalid_keys, keep=args.keep, as_json=args.json)
         rt = Runtime(load_settings(args.config))
@@ -316,9 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "show": _cmd_show,
                 "audit": _cmd_audit_verify,
                 "key": _cmd_key_set,
-                "keys": lambda rt, a: cli_backoffice.cmd_keys_export(rt, a, _actor(a.actor)),
-                "report": cli_backoffice.cmd_report,
-                **{a: _cmd_action for a in ops.ACTIONS},
+                "keys": lambda rt, a: backoffice.cmd_keys_export(rt, a, _actor(a.actor)),
+                "report": backoffice.cmd_report,
+                **{a: _cmd_action for a in actions.ACTIONS},
             }
             return handlers[args.command](rt, args)
         finally:

@@ -28,16 +28,16 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from migration_engine import scheduling
+from migration_engine.engine import due_times
+from migration_engine.engine.handoff import OutboxHandoff
 from migration_engine.errors import InputError
-from migration_engine.handoff import OutboxHandoff
 from migration_engine.keys import KeyVault, mask
 from migration_engine.machine import Direction, State, Trigger
 from migration_engine.settings import Settings
 from migration_engine.store import Change, EventIn, MigrationRecord, Store
 
 ACTION = "keys export"
-log = logging.getLogger("migration_engine.keyexport")
+log = logging.getLogger("migration_engine.backoffice.key_export")
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,8 @@ def _deliver(store: Store, settings: Settings, record: MigrationRecord, *, key: 
         attempts=0,
         last_error=None,
         last_error_code=None,
-        next_run_at=scheduling.next_run_at(record.direction, dest, has_key=True, settings=settings, now=now),
-        deadline_at=scheduling.deadline_at(
+        next_run_at=due_times.next_run_at(record.direction, dest, has_key=True, settings=settings, now=now),
+        deadline_at=due_times.deadline_at(
             record.direction, dest, key_issued_at=record.key_issued_at, settings=settings, now=now
         ),
         events=[

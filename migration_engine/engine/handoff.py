@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from migration_engine.psb import PsbClient
+from migration_engine.psb.client import PsbClient
 
 
 class Handoff(Protocol):

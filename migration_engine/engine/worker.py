@@ -27,9 +27,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-from migration_engine.breaker import CircuitBreaker
-from migration_engine.changes import ChangeBuilder, call_event
 from migration_engine.clock import Clock
+from migration_engine.engine.breaker import CircuitBreaker
+from migration_engine.engine.changes import ChangeBuilder, call_event
+from migration_engine.engine.handoff import Handoff, make_handoff
+from migration_engine.engine.outcomes import Fail, Outcome, Wait
+from migration_engine.engine.recorder import Recorded, Recorder
+from migration_engine.engine.retry import RetryPolicy
+from migration_engine.engine.steps import StepContext, step_for
 from migration_engine.errors import (
     LeaseLost,
     NetworkLookupError,
@@ -40,20 +45,15 @@ from migration_engine.errors import (
     StoreError,
     is_systemic,
 )
-from migration_engine.handoff import Handoff, make_handoff
 from migration_engine.keys import KeyVault
 from migration_engine.machine import Trigger
-from migration_engine.network import NetworkVerifier
-from migration_engine.outcomes import Fail, Outcome, Wait
+from migration_engine.peppol.verification import NetworkVerifier
 from migration_engine.profiles import ProfileCatalog
-from migration_engine.psb import ApiCall, PsbClient
-from migration_engine.recorder import Recorded, Recorder
-from migration_engine.retry import RetryPolicy
+from migration_engine.psb.client import ApiCall, PsbClient
 from migration_engine.settings import Settings
-from migration_engine.steps import StepContext, step_for
 from migration_engine.store import Change, MigrationRecord, Store, WorkerStatus
 
-log = logging.getLogger("migration_engine.worker")
+log = logging.getLogger("migration_engine.engine.worker")
 
 # The interpreter's switch interval while serving (CPython's default is 5 ms). A step thread
 # whose answer has arrived waits for the GIL; with 32 such threads, a recorder and a claimer,

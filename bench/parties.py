@@ -4,12 +4,13 @@ engine's settings (as environment variables, the way a user configures it) for t
 from __future__ import annotations
 
 import csv
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from migration_engine.sandbox.client_env import client_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "config" / "profiles"
@@ -61,21 +62,8 @@ def write_batch(path: Path, parties: list[Party]) -> Path:
 
 def engine_env(db_url: str, sandbox_url: str, *, concurrency: int) -> dict[str, str]:
     """The engine's settings for a bench run: no client-side rate limit (the sandbox's latency
-    is the limit under test), the https handoff to the sandbox's provider, short polls."""
-    return {
-        "PEPPOL_MIGRATE_DATABASE__URL": db_url,
-        "PEPPOL_MIGRATE_PSB__BASE_URL": sandbox_url,
-        "PEPPOL_MIGRATE_PSB__IDENTITY_URL": sandbox_url,
-        "PEPPOL_MIGRATE_PSB__CLIENT_ID": "sandbox-client",
-        "PEPPOL_MIGRATE_PSB__CLIENT_SECRET": "sandbox-secret",
-        "PEPPOL_MIGRATE_PSB__MAX_RPS": "0",
-        "PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY": secrets.token_urlsafe(32),
-        "PEPPOL_MIGRATE_HANDOFF__MODE": "https",
-        "PEPPOL_MIGRATE_HANDOFF__ENDPOINT": f"{sandbox_url}/sandbox/providers/{{new_provider}}/handoff",
-        "PEPPOL_MIGRATE_WORKER__CONCURRENCY": str(concurrency),
-        "PEPPOL_MIGRATE_WORKER__POLL_INTERVAL_S": "0.1",
-        # The other provider takes over at once: the first poll finds it, whatever the period.
-        "PEPPOL_MIGRATE_TAKEOVER__POLL_S": "0.05",
-        "PEPPOL_MIGRATE_TAKEOVER__POLL_MAX_S": "1",
-        "PEPPOL_MIGRATE_PROFILES__DIR": str(PROFILES),
-    }
+    is the limit under test), the https handoff to the sandbox's provider, short polls (the
+    other provider takes over at once: the first poll finds it, whatever the period)."""
+    return client_env(
+        sandbox_url, db_url=db_url, profiles_dir=PROFILES, concurrency=concurrency, takeover_poll_s=0.05
+    )

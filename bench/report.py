@@ -1,4 +1,4 @@
-"""The targets of issue #5, the printed table of figures against them, and results.json."""
+"""The benchmark targets, the printed table of figures against them, and results.json."""
 
 from __future__ import annotations
 

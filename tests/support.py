@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from migration_engine.machine import Direction, State, Trigger, next_state
+from migration_engine.sandbox.client_env import client_env
 from migration_engine.settings import Settings, load_settings
 
 ROOT = Path(__file__).parents[1]
@@ -43,24 +44,16 @@ def expected_moves(direction: Direction) -> list[tuple[str, str]]:
 
 
 def engine_env(db_url: str, sandbox_url: str, **extra: str) -> dict[str, str]:
-    env = {
-        "PEPPOL_MIGRATE_DATABASE__URL": db_url,
-        "PEPPOL_MIGRATE_PSB__BASE_URL": sandbox_url,
-        "PEPPOL_MIGRATE_PSB__IDENTITY_URL": sandbox_url,
-        "PEPPOL_MIGRATE_PSB__CLIENT_ID": "sandbox-client",
-        "PEPPOL_MIGRATE_PSB__CLIENT_SECRET": "sandbox-secret",
-        "PEPPOL_MIGRATE_PSB__MAX_RPS": "0",
-        "PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY": TEST_KEK,
-        "PEPPOL_MIGRATE_HANDOFF__MODE": "https",
-        "PEPPOL_MIGRATE_HANDOFF__ENDPOINT": f"{sandbox_url}/sandbox/providers/{{new_provider}}/handoff",
-        "PEPPOL_MIGRATE_WORKER__CONCURRENCY": "8",
-        "PEPPOL_MIGRATE_WORKER__POLL_INTERVAL_S": "0.05",
-        "PEPPOL_MIGRATE_TAKEOVER__POLL_S": "5",
-        "PEPPOL_MIGRATE_TAKEOVER__POLL_MAX_S": "60",
-        "PEPPOL_MIGRATE_PROFILES__DIR": str(PROFILES),
-    }
-    env.update(extra)
-    return env
+    return client_env(
+        sandbox_url,
+        db_url=db_url,
+        profiles_dir=PROFILES,
+        encryption_key=TEST_KEK,
+        poll_interval_s=0.05,
+        takeover_poll_s=5,
+        takeover_poll_max_s=60,
+        **extra,
+    )
 
 
 def engine_settings(db_url: str, sandbox_url: str, **extra: str) -> Settings:

@@ -1,4 +1,6 @@
-"""Batch import files (DESIGN §8): a streaming reader and validator, with no database access.
+"""Batch import files: a streaming reader and validator, with no database access.
+
+The format is in ``docs/configuration.md`` ("Batch files").
 
 ``import`` is all or nothing, so the file is read twice: ``validate_file`` reports every
 problem (line, column, value, why) and ``iter_valid_rows`` streams the rows again for the

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from migration_engine.engine.runtime import Runtime
 from migration_engine.keys import generate_key
 from migration_engine.machine import Direction, State
 from migration_engine.sandbox import SandboxConfig, SandboxServer
+from migration_engine.sandbox.client_env import client_env
 from migration_engine.settings import load_settings
 
 PROVIDER = "provider-b"
@@ -69,22 +69,9 @@ def demo_parties(count: int) -> list[tuple[str, Direction]]:
 
 
 def demo_env(folder: Path, sandbox_url: str, profiles_dir: Path) -> dict[str, str]:
-    return {
-        "PEPPOL_MIGRATE_DATABASE__URL": f"sqlite:///{folder / 'demo.db'}",
-        "PEPPOL_MIGRATE_PSB__BASE_URL": sandbox_url,
-        "PEPPOL_MIGRATE_PSB__IDENTITY_URL": sandbox_url,
-        "PEPPOL_MIGRATE_PSB__CLIENT_ID": "sandbox-client",
-        "PEPPOL_MIGRATE_PSB__CLIENT_SECRET": "sandbox-secret",
-        "PEPPOL_MIGRATE_PSB__MAX_RPS": "0",
-        "PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY": secrets.token_urlsafe(32),
-        "PEPPOL_MIGRATE_HANDOFF__MODE": "https",
-        "PEPPOL_MIGRATE_HANDOFF__ENDPOINT": f"{sandbox_url}/sandbox/providers/{{new_provider}}/handoff",
-        "PEPPOL_MIGRATE_WORKER__CONCURRENCY": "16",
-        "PEPPOL_MIGRATE_WORKER__POLL_INTERVAL_S": "0.1",
-        "PEPPOL_MIGRATE_TAKEOVER__POLL_S": "0.25",
-        "PEPPOL_MIGRATE_TAKEOVER__POLL_MAX_S": "1",
-        "PEPPOL_MIGRATE_PROFILES__DIR": str(profiles_dir),
-    }
+    return client_env(
+        sandbox_url, db_url=f"sqlite:///{folder / 'demo.db'}", profiles_dir=profiles_dir, concurrency=16
+    )
 
 
 def run_demo(*, parties: int = 240, invalid_keys: int | None = None, keep: bool = False, as_json: bool = False) -> int:

@@ -6,7 +6,8 @@ values are case-insensitive; peppol-commons stores them "unified" the same way),
 One form matters because duplicates in an import file, the store's "one open migration per
 party" rule and the PSB's own lookups must all agree on when two ids are the same party.
 
-Accepted notations (psb-api.md §7): ``ICD:value``, ``iso6523-actorid-upis::ICD:value`` and
+Accepted notations (``docs/psb-contract.md``, "Party identifiers"):
+``ICD:value``, ``iso6523-actorid-upis::ICD:value`` and
 the PSB's text aliases (``NL:KVK:value``, also behind the scheme prefix). Aliases are matched
 in any case, like the PSB does. The scheme prefix is matched exactly: PFUOI POLICY 5 makes
 ``iso6523-actorid-upis`` case-sensitive, so ``ISO6523-ACTORID-UPIS::...`` names a scheme
@@ -15,7 +16,8 @@ Peppol does not know, and we say so rather than guess what the file meant.
 Validation, in the order a person would fix things: syntax, known ICD (code list 9.7; the
 SML refuses an unknown "issuing agency"), a removed or unregistrable scheme, characters, the
 PFUOI 4.4 length limit, then the scheme's own format and check digits. The checks are the
-Peppol BIS PEPPOL-COMMON rules (peppol.md §5) plus the code list's rules for 9925, 0199 and
+Peppol BIS PEPPOL-COMMON rules (``docs/peppol-network.md``, "Participant identifiers")
+plus the code list's rules for 9925, 0199 and
 0211; schemes without a published rule get only the generic checks, since refusing a party
 the SML accepts would block a whole all-or-nothing import.
 """
@@ -103,7 +105,7 @@ def _load(table: str) -> dict[str, Scheme]:
 
 
 SCHEMES: dict[str, Scheme] = _load(_CODE_LIST)
-# PSB text aliases (psb-api.md §7) -> ICD: the scheme ids of the code list.
+# PSB text aliases (``docs/psb-contract.md``, "Party identifiers") -> ICD: the scheme ids of the code list.
 ALIASES: dict[str, str] = {s.scheme_id: s.icd for s in SCHEMES.values()}
 
 # Removed schemes whose code-list entry names the scheme that replaced them.

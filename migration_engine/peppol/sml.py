@@ -1,6 +1,6 @@
 """The SML as senders see it: the DNS names of a participant and the SMP they lead to.
 
-The one module that imports dnspython. Facts from ``reference/peppol.md`` §4:
+The one module that imports dnspython. Facts as ``docs/peppol-network.md`` ("SML lookup") gives them:
 
 - **NAPTR (BDXL, PFUOI 4.4)**: ``<b32>.iso6523-actorid-upis.<zone>`` where ``b32`` is the
   SHA-256 of the lowercased value (``ICD:id``), RFC 4648 base32 without ``=`` padding,

@@ -4,7 +4,7 @@ This is the second module that speaks HTTP (httpx), to a second external API: SM
 need no credentials. XML is parsed with defusedxml and any DTD is refused (an SMP answer
 has none; a DTD is how entity-expansion and external-entity attacks arrive).
 
-Facts from ``reference/peppol.md`` §4 (c):
+Facts as ``docs/peppol-network.md`` ("SMP") gives them:
 
 - ``GET {smp}/{scheme}::{value}`` gives ``smp:ServiceGroup`` with one
   ``smp:ServiceMetadataReference/@href`` per document type (200 / 404);

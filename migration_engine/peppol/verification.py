@@ -1,7 +1,8 @@
 """Network verification: does the Peppol network itself agree that a takeover happened?
 
 The PSB says what eConnect did; senders find a party through the SML (DNS) and its SMP.
-With ``verify.peppol_network`` on, the steps ask this module as well (``DESIGN.md`` §9):
+With ``verify.peppol_network`` on, the steps ask this module as well
+(``docs/peppol-network.md``, "Network verification"):
 
 - inbound takeover: the SML points at eConnect's SMP (``verify.econnect_smp_host``);
 - inbound verification (after ``permissions_set``): that SMP's ServiceGroup lists the
@@ -45,7 +46,7 @@ CORE_DOCUMENT_TYPES: dict[str, tuple[str, ...]] = {
 }
 """Per PSB capability, the Peppol BIS document types a sender must find when it is on.
 
-The PSB groups document types in named capabilities and documents no list (``psb-api.md``);
+The PSB groups document types in named capabilities and documents no list (``docs/psb-contract.md``, "Capabilities");
 these are the BIS 3 ids the capabilities' own descriptions name (BIS Billing V3 invoice and
 credit note, PEPPOL IMR, Order 3.0, MLR 3.0). A capability eConnect may add more types to;
 one left ``inherited`` depends on eConnect's environment, so it is not required."""

@@ -3,7 +3,7 @@
 No I/O here: ``psb.py`` does the HTTP exchange with the identity server and passes it in
 as a ``fetch`` callable, so the cache is plain, thread-safe bookkeeping.
 
-- Grant (psb-api.md §1): ``password`` when a username is configured, else
+- Grant (``docs/psb-contract.md``, "Authentication"): ``password`` when a username is configured, else
   ``client_credentials``; always ``scope=ap``; form-encoded, credentials in the body.
 - Renewal: a token is used until fewer than 60 s of its validity remain (eConnect's .NET
   client does the same), measured on the injected clock's ``monotonic()`` from the moment
@@ -28,7 +28,7 @@ from migration_engine.psb.errors import ErrorBody, error_for_status
 
 SCOPE = "ap"
 RENEW_BEFORE_S = 60.0
-DEFAULT_EXPIRES_IN_S = 3600.0  # "A token is valid for one hour" (psb-api.md §1)
+DEFAULT_EXPIRES_IN_S = 3600.0  # "A token is valid for one hour" (docs/psb-contract.md, "Authentication")
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Credentials:
         return "password" if self.username else "client_credentials"
 
     def form(self) -> dict[str, str]:
-        """The token request's form fields (psb-api.md §1)."""
+        """The token request's form fields (``docs/psb-contract.md``, "Authentication")."""
         data: dict[str, str] = {}
         if self.username:
             data["username"] = self.username

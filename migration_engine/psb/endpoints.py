@@ -1,7 +1,7 @@
 """What the PSB API looks like: one method per endpoint, on top of an abstract ``_call``;
 and the records of a call (``ApiCall`` for the audit trail), all without httpx.
 
-``PsbEndpoints`` knows paths, bodies and answer shapes (psb-api.md §2-§6); how a call is
+``PsbEndpoints`` knows paths, bodies and answer shapes (``docs/psb-contract.md``, "Endpoints"); how a call is
 authorised, sent, classified and reported is ``psb.PsbClient._call``'s business. Party ids,
 user names and hook ids are percent-encoded as path segments (``0106:123`` -> ``0106%3A123``).
 

@@ -2,7 +2,7 @@
 
 Pure functions, no I/O: ``psb.py`` hands in the status, the body bytes and the headers.
 
-The PSB's error body (psb-api.md §8, as eConnect's .NET client parses it)::
+The PSB's error body (``docs/psb-contract.md``, "Errors"; as eConnect's .NET client parses it)::
 
     {"code": "API403", "message": "...", "helpLink": "...", "requestId": "...", "dateTime": "..."}
 

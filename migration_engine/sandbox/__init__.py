@@ -1,5 +1,5 @@
 """The sandbox: a simulator of eConnect's PSB, its identity server, the Peppol SML/SMP and
-other providers, served over HTTP on loopback (``DESIGN.md`` §6)."""
+other providers, served over HTTP on loopback (``docs/sandbox.md``)."""
 
 from migration_engine.sandbox.app import create_app
 from migration_engine.sandbox.config import ECONNECT, ProviderConfig, SandboxConfig

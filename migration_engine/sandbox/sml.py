@@ -2,7 +2,7 @@
 
 Which SMP owns each participant, which SMP its DNS record shows (it catches up with the
 owner after a propagation delay), and at most one migration record per participant, with
-PrepareToMigrate and Migrate as ``reference/peppol.md`` §1 describes them (BDMSL's rules,
+PrepareToMigrate and Migrate as ``docs/peppol-network.md`` ("Migration keys") describes them (BDMSL's rules,
 plus a key lifetime, which the real SML does not state).
 
 Not thread-safe on its own: ``SandboxModel`` calls it under its lock.

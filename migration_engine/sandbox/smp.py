@@ -1,4 +1,4 @@
-"""The SMPs of the sandbox over HTTP (Peppol SMP 1.x REST, ``reference/peppol.md`` §4 (c)).
+"""The SMPs of the sandbox over HTTP (Peppol SMP 1.x REST, ``docs/peppol-network.md``, "SMP").
 
 - ``GET /smp/{smp id}/{iso6523-actorid-upis::ICD:id}``: the ServiceGroup, one
   ServiceMetadataReference per document type;

@@ -16,7 +16,8 @@ from migration_engine.peppol.identifiers import (
     parse,
 )
 
-# The valid examples of peppol.md §5 and psb-api.md §7, plus code-list examples.
+# The valid examples of the Peppol identifier rules and the PSB's notations
+# (docs/peppol-network.md, docs/psb-contract.md), plus code-list examples.
 VALID = [
     "0088:7300010000001",
     "0088:1548079098355",

@@ -1,4 +1,4 @@
-"""SML names with the published test vectors of reference/peppol.md §4, the NAPTR regexp, servers."""
+"""SML names with the published test vectors (docs/peppol-network.md, "SML lookup"), the NAPTR regexp, servers."""
 
 from __future__ import annotations
 

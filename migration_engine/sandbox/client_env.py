@@ -1,0 +1,52 @@
+"""The engine's settings for running against a sandbox, as ``PEPPOL_MIGRATE_*`` variables.
+
+One helper for the demo, the tests and the benchmarks: the sandbox's URL for the PSB and
+its identity server, the sandbox's OAuth2 client, no client-side rate limit (the sandbox's
+own latency and limits are what a run meets), the ``https`` handoff to the sandbox's other
+providers, and polls short enough that a takeover is seen within a second or two.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from migration_engine.sandbox.config import SandboxConfig
+
+
+def client_env(
+    sandbox_url: str,
+    *,
+    db_url: str,
+    profiles_dir: str | Path,
+    encryption_key: str | None = None,
+    concurrency: int = 8,
+    poll_interval_s: float = 0.1,
+    takeover_poll_s: float = 0.25,
+    takeover_poll_max_s: float = 1.0,
+    **extra: str,
+) -> dict[str, str]:
+    """Settings (as environment variables) for an engine that migrates against ``sandbox_url``.
+
+    ``extra`` adds or overrides variables by their full name (``PEPPOL_MIGRATE_...``).
+    Without ``encryption_key`` a random key-encryption key is made for this run.
+    """
+    client = SandboxConfig()
+    env = {
+        "PEPPOL_MIGRATE_DATABASE__URL": db_url,
+        "PEPPOL_MIGRATE_PSB__BASE_URL": sandbox_url,
+        "PEPPOL_MIGRATE_PSB__IDENTITY_URL": sandbox_url,
+        "PEPPOL_MIGRATE_PSB__CLIENT_ID": client.client_id,
+        "PEPPOL_MIGRATE_PSB__CLIENT_SECRET": client.client_secret,
+        "PEPPOL_MIGRATE_PSB__MAX_RPS": "0",
+        "PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY": encryption_key or secrets.token_urlsafe(32),
+        "PEPPOL_MIGRATE_HANDOFF__MODE": "https",
+        "PEPPOL_MIGRATE_HANDOFF__ENDPOINT": f"{sandbox_url}/sandbox/providers/{{new_provider}}/handoff",
+        "PEPPOL_MIGRATE_WORKER__CONCURRENCY": str(concurrency),
+        "PEPPOL_MIGRATE_WORKER__POLL_INTERVAL_S": str(poll_interval_s),
+        "PEPPOL_MIGRATE_TAKEOVER__POLL_S": str(takeover_poll_s),
+        "PEPPOL_MIGRATE_TAKEOVER__POLL_MAX_S": str(takeover_poll_max_s),
+        "PEPPOL_MIGRATE_PROFILES__DIR": str(profiles_dir),
+    }
+    env.update(extra)
+    return env

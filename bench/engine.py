@@ -64,7 +64,7 @@ def run_engine(
         since = sandbox.last_seq()
         worker = rt.worker()
         started = time.perf_counter()
-        worker.serve(until_idle=True)
+        worker.run(until_idle=True)
         seconds = time.perf_counter() - started
         calls = sandbox.calls(since)
         states: Counter[str] = Counter()

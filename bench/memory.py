@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
                 stop.set()
 
     try:
-        rt.worker(on_applied=on_applied).serve(until_idle=False, stop=stop)
+        rt.worker(on_applied=on_applied).run(until_idle=False, stop=stop)
     finally:
         rt.close()
     return 0

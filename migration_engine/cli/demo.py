@@ -122,7 +122,7 @@ def run_demo(*, parties: int = 240, invalid_keys: int | None = None, keep: bool 
                 from migration_engine.cli.progress import ProgressDisplay
 
                 with ProgressDisplay(rt.store, batch_name="demo"):
-                    worker.serve(until_idle=True)
+                    worker.run(until_idle=True)
                 summary = _summary(rt, wrong, time.monotonic() - started)
                 if keep:
                     _write_issued_keys(folder, sandbox)

@@ -138,7 +138,7 @@ def _cmd_run(rt: Runtime, args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with ProgressDisplay(worker.store, extra=lambda: f"circuit={worker.breaker.state}"):
-        worker.serve(until_idle=args.until_idle, stop=stop)
+        worker.run(until_idle=args.until_idle, stop=stop)
     return 0
 
 

@@ -30,7 +30,7 @@ def migrated(tmp_path):
         rt = Runtime(engine_settings(db_url, sandbox.url), clock=clock)
         rt.store.upgrade()
         import_file(rt, path=tmp_path / "b.csv", batch_name="b", dry_run=False, actor="test")
-        rt.worker().drain()
+        rt.worker().run(until_idle=True)
         ids = {p: rt.store.find_party(p)[0].id for p in parties}
         rt.close()
         yield tmp_path / "tamper.db", ids, engine_env(db_url, sandbox.url)

@@ -192,7 +192,7 @@ def test_a_401_after_a_new_token_opens_the_circuit_and_a_probe_closes_it(tmp_pat
         applied.wait_for(claimed + 2)
         assert worker.breaker.state == "closed"
         assert overview.status(rt.store, now=clock.now())["workers"][0]["circuit"] == "closed"
-        worker.drain()
+        worker.run(until_idle=True)
         worker.close()
 
         records = list(rt.store.list_migrations())
@@ -246,7 +246,7 @@ def test_transient_failures_back_off_past_retry_after_then_need_attention_with_t
 
     with SandboxServer(SandboxConfig(throttle_rate=1.0), clock=clock) as sandbox:  # every call: 429, Retry-After 1
         rt = migrate(tmp_path, sandbox, db_url, clock, outbound=[kvk(50)], PEPPOL_MIGRATE_RETRY__MAX_ATTEMPTS="4")
-        rt.worker().drain()
+        rt.worker().run(until_idle=True)
         [record] = rt.store.find_party(kvk(50))
         assert record.state is State.NEEDS_ATTENTION and record.failed_state is State.REQUESTED
         assert record.last_error_code == "API429" and "gave up after 4 attempts" in (record.last_error or "")
@@ -259,7 +259,7 @@ def test_transient_failures_back_off_past_retry_after_then_need_attention_with_t
 
         sandbox.faults.update({"throttleRate": 0})  # the PSB recovers; an operator retries
         actions.operator_action(rt.store, rt.settings, record=record, action="retry", actor="operator:test")
-        rt.worker().drain()
+        rt.worker().run(until_idle=True)
         [record] = rt.store.find_party(kvk(50))
         assert record.state is State.KEY_ISSUED and record.attempts == 0
         rt.close()

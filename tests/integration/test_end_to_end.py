@@ -59,7 +59,7 @@ def test_fifty_each_way_survive_a_worker_restart(tmp_path, sandbox, clock, db_ur
     first.close()
 
     second = Runtime(settings, clock=clock)
-    second.worker(worker_id="worker-2").drain()
+    second.worker(worker_id="worker-2").run(until_idle=True)
     store = second.store
     records = list(store.list_migrations(batch_name="b1"))
     assert len(records) == 100
@@ -97,7 +97,7 @@ def _rekey(tmp_path, sandbox, clock, db_url):
     rt = Runtime(engine_settings(db_url, sandbox.url), clock=clock)
     rt.store.upgrade()
     import_file(rt, path=tmp_path / "batch.csv", batch_name="b", dry_run=False, actor="test")
-    rt.worker().drain()
+    rt.worker().run(until_idle=True)
     [record] = rt.store.find_party(party)
     assert record.state is State.KEY_REJECTED
     assert "new key" in (record.last_error or "")
@@ -105,7 +105,7 @@ def _rekey(tmp_path, sandbox, clock, db_url):
 
     new_key = sandbox.model.provider_prepare("provider-b", party)
     actions.key_set(rt.store, rt.vault(), rt.settings, party=party, key=new_key, actor="operator:test")
-    rt.worker().drain()
+    rt.worker().run(until_idle=True)
     [record] = rt.store.find_party(party)
     assert record.state is State.COMPLETED
     kinds = [(e.kind, e.to_state.value if e.to_state else None) for e in rt.store.events(record.id)]
@@ -126,7 +126,7 @@ def test_an_outbound_key_expires_then_is_reissued(tmp_path, clock, db_url):
         )
         rt.store.upgrade()
         import_file(rt, path=tmp_path / "batch.csv", batch_name="b", dry_run=False, actor="test")
-        rt.worker().drain()
+        rt.worker().run(until_idle=True)
         [record] = rt.store.find_party(party)
         assert record.state is State.KEY_EXPIRED and record.direction is Direction.FROM_ECONNECT
         rt.close()

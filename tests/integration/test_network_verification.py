@@ -55,7 +55,7 @@ def run_batch(rt, tmp_path, sandbox, **parties):
     seed_batch(sandbox.model, tmp_path / "batch.csv", **parties)
     import_file(rt, path=tmp_path / "batch.csv", batch_name="b", dry_run=False, actor="test")
     with rt.worker(worker_id="w") as worker:
-        worker.drain()
+        worker.run(until_idle=True)
 
 
 def transition(events, from_state):

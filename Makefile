@@ -25,6 +25,7 @@ chromium:  # headless Chromium for the HTML report test (Debian's package)
 
 lint: $(STAMP)
 	$(BIN)/ruff check migration_engine migrations_db tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

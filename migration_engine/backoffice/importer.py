@@ -8,19 +8,47 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from migration_engine.backoffice.batch_file import iter_valid_rows, validate_file
-from migration_engine.cli.import_progress import ImportProgress
+from migration_engine.clock import Clock
 from migration_engine.engine import due_times
-from migration_engine.engine.runtime import Runtime
 from migration_engine.errors import ImportRejected, InputError
+from migration_engine.keys import KeyVault
 from migration_engine.machine import State
-from migration_engine.store import NewMigration
+from migration_engine.profiles import ProfileCatalog
+from migration_engine.settings import Settings
+from migration_engine.store import NewMigration, Store
+
+
+class ImportContext(Protocol):
+    """What an import needs of the wiring (``engine.runtime.Runtime`` is one): the store, the
+    settings, the profiles and the key vault, and nothing of the worker or the PSB client."""
+
+    settings: Settings
+    clock: Clock
+
+    @property
+    def profiles(self) -> ProfileCatalog: ...
+
+    def checked_store(self) -> Store: ...
+
+    def vault(self) -> KeyVault: ...
+
+
+class ImportProgress(Protocol):
+    """Told how far an import is (the CLI shows a bar or log lines; tests and the demo pass none)."""
+
+    @property
+    def done(self) -> int: ...
+
+    def phase(self, name: str) -> None: ...
+
+    def advance(self, rows: int) -> None: ...
 
 
 def import_file(
-    rt: Runtime,
+    rt: ImportContext,
     *,
     path: str | Path,
     batch_name: str | None,

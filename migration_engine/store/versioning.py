@@ -7,13 +7,13 @@ database that is not at head, so no command runs against a schema it does not un
 
 from __future__ import annotations
 
+import importlib.util
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import inspect, text
 
-import migrations_db
 from migration_engine.errors import SchemaOutOfDate, StoreError
 from migration_engine.store.database import Database
 from migration_engine.store.schema import metadata
@@ -32,12 +32,18 @@ VERSION_TABLE = "alembic_version"  # Alembic's default; migrations_db/env.py kee
 
 def script_location() -> Path:
     """The ``migrations_db`` package's directory (a regular package, or seen as a namespace
-    package by a stale editable install: its first real directory holding ``env.py``)."""
-    for entry in migrations_db.__path__:
+    package by a stale editable install: its first real directory holding ``env.py``).
+
+    Found as data, not imported: Alembic loads ``env.py`` from there, and ``env.py`` imports the
+    store's schema, so an import here would make the store and its revisions import each other.
+    """
+    spec = importlib.util.find_spec("migrations_db")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for entry in folders:
         path = Path(entry)
         if (path / "env.py").is_file():
             return path
-    raise StoreError(f"the Alembic environment (migrations_db/env.py) is missing from {list(migrations_db.__path__)}")
+    raise StoreError(f"the Alembic environment (migrations_db/env.py) is missing from {folders}")
 
 
 def alembic_config() -> Config:

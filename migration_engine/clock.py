@@ -3,6 +3,10 @@
 ``SystemClock`` is the real one. ``ManualClock`` is for tests: its ``sleep`` advances
 its own time instantly, so a test of a poll that waits an hour runs in microseconds.
 The sandbox and the worker may share one ``ManualClock`` when they run in one process.
+
+``skip_to`` is how the worker's loop, idle until a migration's next run, lets time pass:
+a ``ManualClock`` jumps there, the real clock does nothing (the loop looks again every poll
+interval until real time has got there). So tests run the production loop unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None:
         """Wait (or, on a manual clock, advance) this many seconds."""
 
+    def skip_to(self, when: datetime) -> None:
+        """Nothing happens before ``when``: a clock that may jump goes there; a real one does nothing."""
+
 
 class SystemClock:
     """The real clock."""
@@ -38,6 +45,9 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+    def skip_to(self, when: datetime) -> None:
+        return None  # real time gets there on its own; the caller looks again later
 
 
 class ManualClock:
@@ -66,3 +76,10 @@ class ManualClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             self.advance(seconds)
+
+    def skip_to(self, when: datetime) -> None:
+        """Advance to ``when``, or stay when it is not later than now."""
+        with self._lock:
+            if when > self._now:
+                self._mono += (when - self._now).total_seconds()
+                self._now = when

@@ -148,13 +148,6 @@ def states(direction: Direction) -> tuple[State, ...]:
     return tuple(info.state for info in STATE_INFO[direction])
 
 
-def kind(direction: Direction, state: State) -> Kind:
-    for info in STATE_INFO[direction]:
-        if info.state is state:
-            return info.kind
-    raise TransitionError(f"state {state} does not exist for direction {direction}")
-
-
 def all_moves(direction: Direction) -> tuple[Move, ...]:
     """The full table: the direction's moves plus fail, retry and cancel."""
     moves = list(table(direction))
@@ -205,10 +198,6 @@ def next_state(direction: Direction, state: State, trigger: Trigger, *, failed_s
         hint = f"; allowed there: {', '.join(allowed)}" if allowed else "; it is final"
         raise TransitionError(f"{trigger} is not allowed for a {direction} migration in {state}{hint}")
     return State(candidates[0])
-
-
-def triggers_from(direction: Direction, state: State) -> tuple[Trigger, ...]:
-    return tuple(dict.fromkeys(m.trigger for m in all_moves(direction) if m.source is state))
 
 
 def reachable(direction: Direction, start: State) -> set[State]:

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from migration_engine import machine
-from migration_engine.engine import due_times
+from migration_engine.engine import changes
+from migration_engine.engine.changes import Actor
 from migration_engine.errors import InputError, TransitionError
 from migration_engine.keys import KeyVault, key_problem, mask
 from migration_engine.machine import TERMINAL_STATES, Direction, State, Trigger
 from migration_engine.peppol.identifiers import canonical
 from migration_engine.settings import Settings
-from migration_engine.store import Change, EventIn, MigrationRecord, Store
+from migration_engine.store import Change, MigrationRecord, Store
 
 ACTIONS = ("retry", "cancel", "pause", "resume")
 
@@ -62,17 +62,6 @@ def _apply(store: Store, record: MigrationRecord, build: Callable[[MigrationReco
     raise TransitionError(f"party {record.party_id} is being moved by a worker right now; try again")
 
 
-def _event(actor: str, record: MigrationRecord, dest: State | None, trigger: Trigger | None, **detail: Any) -> EventIn:
-    return EventIn(
-        kind="operator",
-        actor=actor,
-        from_state=record.state,
-        to_state=dest or record.state,
-        trigger=trigger,
-        detail=detail,
-    )
-
-
 def key_set(store: Store, vault: KeyVault, settings: Settings, *, party: str, key: str, actor: str) -> MigrationRecord:
     """Supply a (new) inbound key: ``requested``/``key_rejected`` -> ``key_issued``."""
     problem = key_problem(key)
@@ -84,19 +73,14 @@ def key_set(store: Store, vault: KeyVault, settings: Settings, *, party: str, ke
     ciphertext = vault.encrypt(key)
 
     def build(r: MigrationRecord) -> Change:
-        dest = machine.next_state(r.direction, r.state, Trigger.KEY_RECEIVED)
-        now = store.clock.now()
-        return Change(
-            migration_id=r.id,
-            expected_state=r.state,
-            expected_version=r.version,
-            new_state=dest,
+        return changes.move(
+            r,
+            Trigger.KEY_RECEIVED,
+            by=Actor.operator(actor),
+            settings=settings,
+            now=store.clock.now(),
+            detail={"key": mask(key), "action": "key set"},
             key_ciphertext=ciphertext,
-            attempts=0,
-            last_error=None,
-            last_error_code=None,
-            next_run_at=due_times.next_run_at(r.direction, dest, has_key=True, settings=settings, now=now),
-            events=[_event(actor, r, dest, Trigger.KEY_RECEIVED, key=mask(key), action="key set")],
         )
 
     return _apply(store, record, build)
@@ -111,49 +95,28 @@ def operator_action(
     if record.state in TERMINAL_STATES:
         raise TransitionError(f"party {record.party_id}: cannot {action} a {record.state} migration")
 
+    by = Actor.operator(actor)
+
     def build(r: MigrationRecord) -> Change:
-        now = store.clock.now()
-        base: dict[str, Any] = {"migration_id": r.id, "expected_state": r.state, "expected_version": r.version}
         if action in ("pause", "resume"):
             want = action == "pause"
             if r.paused == want:
                 raise TransitionError(f"party {r.party_id} is already {'paused' if want else 'running'}")
-            return Change(**base, paused=want, events=[_event(actor, r, None, None, action=action)])
+            return changes.set_paused(r, by=by, paused=want, action=action)
+        detail: dict[str, Any] = {"action": action}
         if action == "cancel":
-            dest = machine.next_state(r.direction, r.state, Trigger.CANCEL)
-            note = {}
+            trigger = Trigger.CANCEL
             if r.direction is Direction.FROM_ECONNECT and r.key_ciphertext is not None:
-                note = {"note": "the SML has no cancel operation: the issued key stays valid until it expires"}
-            return Change(
-                **base,
-                new_state=dest,
-                next_run_at=None,
-                events=[_event(actor, r, dest, Trigger.CANCEL, action=action, **note)],
-            )
-        # retry
-        if r.direction is Direction.FROM_ECONNECT and r.state is State.KEY_EXPIRED:
-            trigger = Trigger.REISSUE
-            dest = machine.next_state(r.direction, r.state, trigger)
+                detail["note"] = "the SML has no cancel operation: the issued key stays valid until it expires"
+        elif r.direction is Direction.FROM_ECONNECT and r.state is State.KEY_EXPIRED:
+            trigger = Trigger.REISSUE  # an expired outbound key: retry asks eConnect for a fresh one
         elif r.state is State.NEEDS_ATTENTION:
-            trigger = Trigger.RETRY
-            dest = machine.next_state(r.direction, r.state, trigger, failed_state=r.failed_state)
+            trigger = Trigger.RETRY  # back to the state it failed in
         else:
             raise TransitionError(
                 f"party {r.party_id} is in {r.state}: only needs_attention (or an expired outbound key) can be retried"
             )
-        return Change(
-            **base,
-            new_state=dest,
-            attempts=0,
-            failed_state=None,
-            next_run_at=due_times.next_run_at(
-                r.direction, dest, has_key=r.key_ciphertext is not None, settings=settings, now=now
-            ),
-            deadline_at=due_times.deadline_at(
-                r.direction, dest, key_issued_at=r.key_issued_at, settings=settings, now=now
-            ),
-            events=[_event(actor, r, dest, trigger, action=action)],
-        )
+        return changes.move(r, trigger, by=by, settings=settings, now=store.clock.now(), detail=detail)
 
     return _apply(store, record, build)
 

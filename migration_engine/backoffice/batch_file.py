@@ -11,7 +11,7 @@ Formats: CSV (``.csv``; ``,`` ``;`` or tab, detected from the header, since spre
 most of Europe save ``;``) and JSON lines (``.jsonl``/``.ndjson``; otherwise a file whose
 first non-blank character is ``{``). Bytes are decoded line by line, so one non-UTF-8 line
 is one problem instead of an aborted import; a UTF-8 BOM and CRLF endings are accepted.
-What a row may contain is ``importrules``; problems never show a migration key unmasked.
+What a row may contain is ``row_rules``; problems never show a migration key unmasked.
 """
 
 from __future__ import annotations
@@ -69,14 +69,6 @@ class ValidationResult:
     @property
     def truncated(self) -> bool:
         return self.problem_count > len(self.problems)
-
-    def raise_if_rejected(self, path: Path) -> None:
-        """Raise ``ImportRejected`` carrying the row report unless the file is clean."""
-        if not self.ok:
-            raise ImportRejected(
-                f"{Path(path).name}: {self.problem_count} problem(s) in {self.rows} row(s); nothing imported",
-                problems=[p.as_dict() for p in self.problems],
-            )
 
 
 class _Lines:

@@ -10,9 +10,11 @@ batch its final state; ``failed_state`` says where a needs_attention one failed)
 imported, when its key was issued, when it last changed and when it finished (completed or
 cancelled), ``attempts`` (failed tries in its current state, as the retry policy counts
 them), ``failed_tries`` (every failed try the audit trail records, over its whole life) and
-the last error with its code.
+the last error with its code. A row is the migration as `show` prints it
+(``overview.migration_dict``), cut to those columns, plus the two figures only a report has.
 
-The HTML page is ``htmlreport``.
+CSV and JSON are written here, the HTML page by ``report_html``; ``report_formats`` picks
+the writer for ``--format``.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from typing import IO, Any
 
 from migration_engine.backoffice import overview
 from migration_engine.errors import InputError
+from migration_engine.machine import TERMINAL_STATES
 from migration_engine.store import BatchInfo, MigrationRecord, Store
 
-FORMATS = ("csv", "json", "html")
 COLUMNS = (
     "party_id",
     "name",
@@ -88,26 +90,11 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def row_dict(record: MigrationRecord, failed_tries: int) -> dict[str, Any]:
-    """A report row. Holds no key: the record's ciphertext is left out."""
-    finished = record.completed_at if record.state.value in ("completed", "cancelled") else None
-    return {
-        "party_id": record.party_id,
-        "name": record.name,
-        "direction": record.direction.value,
-        "state": record.state.value,
-        "paused": record.paused,
-        "failed_state": record.failed_state.value if record.failed_state else None,
-        "profile": record.profile,
-        "new_provider": record.new_provider,
-        "created_at": _iso(record.created_at),
-        "key_issued_at": _iso(record.key_issued_at),
-        "updated_at": _iso(record.updated_at),
-        "finished_at": _iso(finished),
-        "attempts": record.attempts,
-        "failed_tries": failed_tries,
-        "last_error_code": record.last_error_code,
-        "last_error": record.last_error,
-    }
+    """A report row: ``overview.migration_dict`` (which never holds a key) cut to ``COLUMNS``."""
+    shown = overview.migration_dict(record)
+    shown["finished_at"] = shown["completed_at"] if record.state in TERMINAL_STATES else None
+    shown["failed_tries"] = failed_tries
+    return {column: shown[column] for column in COLUMNS}
 
 
 def build(store: Store, *, batch_name: str, now: datetime) -> BatchReport:
@@ -150,16 +137,3 @@ def write_json(rep: BatchReport, out: IO[str]) -> int:
         n += 1
     out.write("\n  ]\n}\n" if n else "]\n}\n")
     return n
-
-
-def write(rep: BatchReport, fmt: str, out: IO[str]) -> int:
-    """Write the report in ``fmt`` (csv, json or html); how many party rows."""
-    if fmt == "csv":
-        return write_csv(rep, out)
-    if fmt == "json":
-        return write_json(rep, out)
-    if fmt == "html":
-        from migration_engine.backoffice.report_html import write_html
-
-        return write_html(rep, out)
-    raise InputError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")

@@ -28,13 +28,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from migration_engine.engine import due_times
+from migration_engine.engine import changes
+from migration_engine.engine.changes import Actor
 from migration_engine.engine.handoff import OutboxHandoff
 from migration_engine.errors import InputError
 from migration_engine.keys import KeyVault, mask
 from migration_engine.machine import Direction, State, Trigger
 from migration_engine.settings import Settings
-from migration_engine.store import Change, EventIn, MigrationRecord, Store
+from migration_engine.store import MigrationRecord, Store
 
 ACTION = "keys export"
 log = logging.getLogger("migration_engine.backoffice.key_export")
@@ -115,30 +116,14 @@ def _write_private(path: Path, text: str, *, force: bool) -> None:
 
 
 def _deliver(store: Store, settings: Settings, record: MigrationRecord, *, key: str, file: Path, actor: str) -> bool:
-    now = store.clock.now()
-    dest = State.KEY_DELIVERED
-    change = Change(
-        migration_id=record.id,
-        expected_state=record.state,
-        expected_version=record.version,
-        new_state=dest,
-        attempts=0,
-        last_error=None,
-        last_error_code=None,
-        next_run_at=due_times.next_run_at(record.direction, dest, has_key=True, settings=settings, now=now),
-        deadline_at=due_times.deadline_at(
-            record.direction, dest, key_issued_at=record.key_issued_at, settings=settings, now=now
-        ),
-        events=[
-            EventIn(
-                kind="operator",
-                actor=actor,
-                from_state=record.state,
-                to_state=dest,
-                trigger=Trigger.KEY_HANDED_OFF,
-                detail={"action": ACTION, "handoff": "export", "file": str(file), "key": mask(key)},
-            )
-        ],
+    """Move one exported migration on as handed off (to ``key_delivered``, by the state table)."""
+    change = changes.move(
+        record,
+        Trigger.KEY_HANDED_OFF,
+        by=Actor.operator(actor),
+        settings=settings,
+        now=store.clock.now(),
+        detail={"action": ACTION, "handoff": "export", "file": str(file), "key": mask(key)},
     )
     return store.apply(change) is not None
 

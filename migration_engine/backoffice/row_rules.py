@@ -1,7 +1,7 @@
 """What one row of a batch import file may contain independent of the file format
 (``docs/configuration.md``, "Batch files").
 
-``importfile`` turns CSV or JSON lines into ``{column: text}`` and asks ``check_row``; the
+``batch_file`` turns CSV or JSON lines into ``{column: text}`` and asks ``check_row``; the
 rules live here once so both formats refuse exactly the same rows with the same words.
 
 Decisions worth knowing:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from migration_engine.backoffice import batch_report, overview
+from migration_engine.backoffice import batch_report, overview, report_formats
 from migration_engine.cli import status_view
 from migration_engine.engine.runtime import Runtime
 from migration_engine.errors import InputError
@@ -36,7 +36,7 @@ def add_parsers(sub: Any) -> None:
 
     rep = sub.add_parser("report", help="a batch's outcome per party, as CSV, JSON or a self-contained HTML page")
     rep.add_argument("--batch", required=True)
-    rep.add_argument("--format", choices=batch_report.FORMATS, default="csv")
+    rep.add_argument("--format", choices=report_formats.FORMATS, default="csv")
     rep.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
 
 
@@ -91,12 +91,12 @@ def cmd_report(rt: Runtime, args: argparse.Namespace) -> int:
     store = rt.checked_store()
     rep = batch_report.build(store, batch_name=args.batch, now=rt.clock.now())
     if not args.out:
-        batch_report.write(rep, args.format, sys.stdout)
+        report_formats.write(rep, args.format, sys.stdout)
         return 0
     path = Path(args.out)
     try:
         with path.open("w", encoding="utf-8", newline="") as fh:
-            n = batch_report.write(rep, args.format, fh)
+            n = report_formats.write(rep, args.format, fh)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     print(f"report of batch {args.batch} ({n} parties, {args.format}) written to {path}", file=sys.stderr)

@@ -120,8 +120,9 @@ def run_demo(*, parties: int = 240, invalid_keys: int | None = None, keep: bool 
                 )
                 worker = rt.worker()
                 from migration_engine.cli.progress import ProgressDisplay
+                from migration_engine.cli.serving import serving_switch_interval
 
-                with ProgressDisplay(rt.store, batch_name="demo"):
+                with serving_switch_interval(), ProgressDisplay(rt.store, batch_name="demo"):
                     worker.run(until_idle=True)
                 summary = _summary(rt, wrong, time.monotonic() - started)
                 if keep:

@@ -16,6 +16,7 @@ from typing import Any
 from migration_engine import machine
 from migration_engine.backoffice import actions, overview
 from migration_engine.cli import backoffice, lookup
+from migration_engine.cli import sandbox as sandbox_command
 from migration_engine.cli.logs import setup_logging
 from migration_engine.engine.runtime import Runtime
 from migration_engine.errors import ImportRejected, InputError, PeppolMigrateError
@@ -96,19 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     states = sub.add_parser("states", help="print the state machines")
     states.add_argument("--mermaid", action="store_true")
 
-    sb = sub.add_parser("sandbox", help="serve the PSB + Peppol network simulator")
-    sb.add_argument("--host", default="127.0.0.1")
-    sb.add_argument("--port", type=int, default=8080)
-    sb.add_argument("--latency-ms", type=float, default=0.0)
-    sb.add_argument("--error-rate", type=float, default=0.0, help="share of API calls answered 500/503")
-    sb.add_argument("--throttle-rate", type=float, default=0.0, help="share of API calls answered 429 (Retry-After 1)")
-    sb.add_argument("--rate-limit-rps", type=float, default=None, help="429 with Retry-After above this rate")
-    sb.add_argument("--drop-rate", type=float, default=0.0, help="share of API calls whose connection drops")
-    sb.add_argument("--token-ttl-s", type=float, default=3600.0, help="lifetime of an access token")
-    sb.add_argument("--propagation-delay-s", type=float, default=0.0)
-    sb.add_argument("--seed", type=int, default=None)
-    sb.add_argument("--dns-port", type=int, default=8053, help="UDP port of the SML zone's DNS server (-1: none)")
-
+    sandbox_command.add_parser(sub)
     lookup.add_parser(sub)
 
     demo = sub.add_parser("demo", help="sandbox + SQLite + a mixed batch + the worker until idle + a summary")
@@ -130,6 +119,7 @@ def _actor(value: str | None) -> str:
 
 def _cmd_run(rt: Runtime, args: argparse.Namespace) -> int:
     from migration_engine.cli.progress import ProgressDisplay
+    from migration_engine.cli.serving import serving_switch_interval
 
     if args.concurrency:
         rt.settings = with_overrides(rt.settings, worker={"concurrency": args.concurrency})
@@ -137,7 +127,7 @@ def _cmd_run(rt: Runtime, args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with ProgressDisplay(worker.store, extra=lambda: f"circuit={worker.breaker.state}"):
+    with serving_switch_interval(), ProgressDisplay(worker.store, extra=lambda: f"circuit={worker.breaker.state}"):
         worker.run(until_idle=args.until_idle, stop=stop)
     return 0
 
@@ -257,38 +247,6 @@ def _cmd_audit_verify(rt: Runtime, args: argparse.Namespace) -> int:
     return 1 if broken else 0
 
 
-def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from migration_engine.sandbox import SandboxConfig
-    from migration_engine.sandbox.server import serve
-
-    try:
-        config = SandboxConfig(
-            latency_ms=args.latency_ms,
-            error_rate=args.error_rate,
-            throttle_rate=args.throttle_rate,
-            rate_limit_rps=args.rate_limit_rps,
-            drop_rate=args.drop_rate,
-            token_ttl_s=args.token_ttl_s,
-            propagation_delay_s=args.propagation_delay_s,
-            seed=args.seed,
-        )
-    except ValueError as exc:
-        raise InputError(f"sandbox: {exc}") from None
-    print(f"sandbox: PSB and identity server on http://{args.host}:{args.port}", flush=True)
-    dns_port = args.dns_port if args.dns_port >= 0 else None
-    if dns_port is not None:
-        print(
-            f"sandbox: SML zone {config.sml_zone} as DNS on {args.host}:{dns_port} (UDP), "
-            f"SMPs at http://{args.host}:{args.port}/smp/{{smp id}}",
-            flush=True,
-        )
-    try:
-        serve(config, host=args.host, port=args.port, dns_port=dns_port)
-    except OSError as exc:  # e.g. the DNS port is taken
-        raise InputError(f"sandbox: cannot serve on {args.host}: {exc.strerror or exc} (another --dns-port?)") from None
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(level=args.log_level.upper())
@@ -300,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "lookup":
             return lookup.run(load_settings(args.config), args)
         if args.command == "sandbox":
-            return _cmd_sandbox(args)
+            return sandbox_command.run(args)
         if args.command == "demo":
             from migration_engine.cli.demo import run_demo
 

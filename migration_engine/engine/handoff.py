@@ -4,11 +4,15 @@
   per key: party_id, migration_key, issued_at, new_provider. The new provider (or an
   operator) collects the file out of band, as the Peppol protocol expects.
 - ``https``: a POST of ``{"partyId", "migrationKey"}`` to the new provider's endpoint
-  (``handoff.endpoint``, ``{new_provider}`` replaced by the row's new provider).
+  (``handoff.endpoint``, ``{new_provider}`` replaced by the row's new provider), through
+  ``psb.key_poster.KeyPoster``: another provider's API, not the PSB, so none of the PSB
+  client's credentials; a timeout or a 5xx is a ``PsbTransientError`` the worker retries.
 - ``manual``: nothing is sent; the migration waits in ``key_issued`` until an operator runs
   ``keys export``.
 
-These files are the one place a key is written in clear, on purpose: they are the handoff.
+The worker gives each step a ``recording`` view, so the POST lands in the audit trail as an
+``api_call`` event like the step's PSB calls. These files and POSTs are the one place a key
+leaves in clear, on purpose: they are the handoff.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from migration_engine.psb.client import PsbClient
+from migration_engine.clock import Clock
+from migration_engine.psb.endpoints import safe_url
+from migration_engine.psb.key_poster import CallSink, KeyPoster
+from migration_engine.settings import Settings
 
 
 class Handoff(Protocol):
@@ -30,10 +37,12 @@ class Handoff(Protocol):
 
     mode: str
 
+    def recording(self, sink: CallSink) -> Handoff:
+        """A view that reports each HTTP exchange to ``sink`` (for the step's audit events)."""
+
     def deliver(
         self,
         *,
-        psb: PsbClient,
         batch_name: str | None,
         party_id: str,
         key: str,
@@ -41,6 +50,9 @@ class Handoff(Protocol):
         new_provider: str | None,
     ) -> dict[str, str]:
         """Hand the key over; returns what the audit may record (never the key)."""
+
+    def close(self) -> None:
+        """Release what the handoff holds (a connection pool); a no-op on a view."""
 
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -75,10 +87,15 @@ class OutboxHandoff:
         self._folder = Path(folder)
         self._lock = threading.Lock()
 
+    def recording(self, sink: CallSink) -> OutboxHandoff:
+        return self  # a file, no HTTP exchange to report
+
+    def close(self) -> None:
+        return None
+
     def deliver(
         self,
         *,
-        psb: PsbClient,
         batch_name: str | None,
         party_id: str,
         key: str,
@@ -95,13 +112,19 @@ class OutboxHandoff:
 class HttpsHandoff:
     mode = "https"
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, poster: KeyPoster) -> None:
         self._endpoint = endpoint
+        self._poster = poster
+
+    def recording(self, sink: CallSink) -> HttpsHandoff:
+        return HttpsHandoff(self._endpoint, self._poster.recording(sink))
+
+    def close(self) -> None:
+        self._poster.close()
 
     def deliver(
         self,
         *,
-        psb: PsbClient,
         batch_name: str | None,
         party_id: str,
         key: str,
@@ -109,14 +132,16 @@ class HttpsHandoff:
         new_provider: str | None,
     ) -> dict[str, str]:
         url = self._endpoint.replace("{new_provider}", new_provider or "")
-        psb.post_handoff(url, party_id, key)
-        return {"handoff": "https", "endpoint": url}
+        self._poster.post(url, party_id=party_id, key=key)
+        return {"handoff": "https", "endpoint": safe_url(url)}  # without a query that may hold a token
 
 
-def make_handoff(mode: str, *, outbox_dir: str, endpoint: str) -> Handoff | None:
-    """The configured handoff, or None for ``manual``."""
-    if mode == "outbox":
-        return OutboxHandoff(outbox_dir)
-    if mode == "https":
-        return HttpsHandoff(endpoint)
+def make_handoff(settings: Settings, *, clock: Clock) -> Handoff | None:
+    """The configured handoff (``handoff.*``; the POST's timeout is ``psb.timeout_s``), or None
+    for ``manual``. The caller closes it."""
+    h = settings.handoff
+    if h.mode == "outbox":
+        return OutboxHandoff(h.outbox_dir)
+    if h.mode == "https":
+        return HttpsHandoff(h.endpoint, KeyPoster(timeout_s=settings.psb.timeout_s, clock=clock))
     return None

@@ -6,7 +6,7 @@ raises ``PsbTransientError`` (or ``NetworkLookupError``) for trouble worth retry
 worker's retry policy decides.
 
 With ``verify.peppol_network`` on, the takeover and verification steps also ask the Peppol
-network (``network.py``: SML DNS and SMP) and wait, polling, until it agrees with the PSB;
+network (``peppol/verification.py``: SML DNS and SMP) and wait, polling, until it agrees with the PSB;
 what they saw goes into the outcome's detail under ``network``.
 """
 
@@ -37,7 +37,7 @@ class StepContext:
     settings: Settings
     profiles: ProfileCatalog
     vault: KeyVault | None
-    handoff: Handoff | None
+    handoff: Handoff | None  # the worker passes a recording view, so a POST is audited like a PSB call
     now: datetime
     network: NetworkVerifier | None = None  # set when verify.peppol_network is on
     # Called right before a call that must not be made twice (the migration PUT, prepareToMigrate):
@@ -287,7 +287,6 @@ def outbound_handoff(ctx: StepContext, m: MigrationRecord) -> Outcome:
         return Wait(until=None, detail={"waiting_for": "an operator's `keys export`"})
     key = _key(ctx, m)
     where = ctx.handoff.deliver(
-        psb=ctx.psb,
         batch_name=m.batch_name,
         party_id=m.party_id,
         key=key,

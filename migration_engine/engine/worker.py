@@ -1,11 +1,25 @@
 """The worker: claims due migrations, runs their steps with bounded concurrency, records outcomes.
 
-    ticker (APScheduler interval job, or ``drain``'s loop)
-      └─ tick(): claim up to the free slots and a few more, queued (store.claim_due, a lease
-           │       per row), unless the circuit breaker is open
-           └─ thread pool: step(ctx, migration) ──► outcome ──► Change ──► recorder ──► store.apply_many
-                                    PSB calls ───(changes.py)──────────► audit events (CAS each, same commit)
-    renew job (every lease_s / 3): renew the running steps' leases; heartbeat into ``workers``
+    run(until_idle, stop) ── APScheduler (memory job store, this process only) runs two jobs:
+      │
+      ├─ claim job: every worker.poll_interval_s, and woken at once when the recorder frees slots
+      │    tick(): claim up to the free slots and a few more, queued (store.claim_due, a lease
+      │     │      per row), unless the circuit breaker is open
+      │     │   until_idle and nothing in flight here: nothing leased, due or scheduled ──► stop
+      │     │                 only later work ──► clock.skip_to(its time) (a ManualClock jumps)
+      │     └─ thread pool: decide(record): step(ctx, record) ──► outcome ──► Change
+      │              PSB calls, handoff POST ──► api_call events (same Change, same commit)
+      │            └─ recorder thread: store.apply_many, a CAS per change (group commit)
+      │                 └─ _recorded ── slots free ──► wake the claim job (next_run_time = now)
+      │
+      └─ renew job: every lease_s / 3 of the engine's clock: renew the running steps' leases;
+                    heartbeat into ``workers``
+
+Nothing else claims: production, the demo, the benchmark and the tests all run ``run``;
+tests pass a ManualClock and ``until_idle=True``. A wake that finds the claim job running
+makes it claim once more rather than start a second one. The claim job runs on the
+scheduler's thread, so a wake costs one thread switch; never on the recorder's thread,
+which only records (claiming there cost throughput).
 
 The database is the schedule; APScheduler only ticks, in memory, in this process. A step's
 result is applied with a compare-and-set on (id, state, version, lease owner): if another
@@ -20,16 +34,16 @@ import logging
 import os
 import random
 import socket
-import sys
 import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from migration_engine.clock import Clock
 from migration_engine.engine.breaker import CircuitBreaker
-from migration_engine.engine.changes import ChangeBuilder, call_event
+from migration_engine.engine.changes import ChangeBuilder
 from migration_engine.engine.handoff import Handoff, make_handoff
 from migration_engine.engine.outcomes import Fail, Outcome, Wait
 from migration_engine.engine.recorder import Recorded, Recorder
@@ -51,18 +65,42 @@ from migration_engine.peppol.verification import NetworkVerifier
 from migration_engine.profiles import ProfileCatalog
 from migration_engine.psb.client import ApiCall, PsbClient
 from migration_engine.settings import Settings
-from migration_engine.store import Change, MigrationRecord, Store, WorkerStatus
+from migration_engine.store import Change, EventIn, MigrationRecord, Store, WorkerStatus
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger("migration_engine.engine.worker")
 
-# The interpreter's switch interval while serving (CPython's default is 5 ms). A step thread
-# whose answer has arrived waits for the GIL; with 32 such threads, a recorder and a claimer,
-# a 50 ms call took 64.5 ms on average in the benchmark (2 cores), 61.8 ms with 1 ms.
-SERVE_SWITCH_INTERVAL_S = 0.001
+_CLAIM, _RENEW = "claim", "renew"
+# A wake may reach the scheduler while the job it wakes is still returning: a few instances
+# are allowed, so APScheduler never skips a run with a "maximum number of running instances"
+# warning; our own flags coalesce them (a wake during a claim makes that claim go once more).
+_INSTANCES = 4
 
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def call_event(call: ApiCall, actor: str) -> EventIn:
+    """A step's HTTP exchange (a PSB call or the key handoff's POST) as its ``api_call`` audit event."""
+    return EventIn(
+        kind="api_call",
+        actor=actor,
+        http_method=call.method,
+        http_path=call.path,
+        http_status=call.status,
+        duration_ms=round(call.duration_ms, 1),
+        request_id=call.request_id,
+        detail={"error_code": call.error_code} if call.error_code else {},
+    )
+
+
+def _scheduler_now() -> datetime:
+    """A run time for APScheduler, which schedules on the wall clock; the engine's own decisions
+    (due rows, leases, skipping ahead) all use the injected clock."""
+    return datetime.now(UTC)
 
 
 class Worker:
@@ -90,9 +128,10 @@ class Worker:
         self.vault = vault
         self.clock = clock
         self.worker_id = worker_id or default_worker_id()
-        h = settings.handoff
+        # "settings": the configured handoff, built (and closed) here; otherwise the caller's.
+        self._owns_handoff = handoff == "settings"
         self.handoff: Handoff | None = (
-            make_handoff(h.mode, outbox_dir=h.outbox_dir, endpoint=h.endpoint) if handoff == "settings" else handoff  # type: ignore[assignment]
+            make_handoff(settings, clock=clock) if handoff == "settings" else handoff  # type: ignore[assignment]
         )
         self.retry = RetryPolicy(settings.retry, rng=rng)
         self.changes = ChangeBuilder(worker_id=self.worker_id, settings=settings, retry=self.retry)
@@ -106,17 +145,24 @@ class Worker:
         # Claimed rows beyond the running ones wait in the pool's queue, so a finished step
         # starts the next at once, and claims go in batches rather than one per finished step.
         self._prefetch = self.concurrency // 2
+        self._claim_at_least = max(1, self._prefetch // 2)  # claim when the queue is half empty
+        self._renew_every = max(1.0, settings.worker.lease_s / 3)
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="step")
         self._recorder = Recorder(apply_many=store.apply_many, on_recorded=self._recorded)
-        # Claims after a recording run here, not on the recorder's thread, which only records.
-        self._claim_wanted = threading.Event()
-        self._claimer: threading.Thread | None = None
         self._lock = threading.Lock()
         self._tick_lock = threading.Lock()
         self._in_flight: dict[int, MigrationRecord] = {}
-        self._wake = threading.Event()
         self._closing = False
         self._last_renew = clock.monotonic()
+        # The loop (``run``): its scheduler, and how wakes of its jobs coalesce (under _wake_lock).
+        self._scheduler: BackgroundScheduler | None = None
+        self._until_idle = False
+        self._stop = threading.Event()
+        self._wake_lock = threading.Lock()
+        self._claiming = False  # a claim job is running
+        self._claim_again = False  # ... and was woken meanwhile: it claims once more
+        self._claim_woken = False  # a wake is on its way through the scheduler
+        self._renew_woken = False
         self.steps_run = 0
         self.stale_discarded = 0
 
@@ -126,15 +172,21 @@ class Worker:
         with self._lock:
             return len(self._in_flight)
 
+    def _free(self) -> int:
+        """Slots to claim for: the steps' threads, the queue ahead of them, and the rows whose
+        outcome only waits for the recorder (they hold no step thread)."""
+        waiting = min(self._recorder.pending(), self.concurrency)
+        return self.concurrency + self._prefetch + waiting - len(self._in_flight)
+
     def tick(self) -> int:
         """Claim what is due, up to the free slots, and start it. Returns how many started."""
         if self._closing or not self._tick_lock.acquire(blocking=False):
             return 0
         try:
-            # Rows whose outcome only waits for the recorder hold no step thread: claim past them.
-            waiting = min(self._recorder.pending(), self.concurrency)
-            free = self.concurrency + self._prefetch + waiting - self.in_flight()
-            if free < max(1, self._prefetch // 2):
+            if self._closing:  # close() began meanwhile: the pool takes nothing more
+                return 0
+            free = self._free()
+            if free < self._claim_at_least:
                 return 0  # the queue is still over half full: claim later, several at once
             allowed = self.breaker.allowed(free)
             if allowed <= 0:
@@ -155,6 +207,7 @@ class Worker:
 
     def renew_leases(self) -> None:
         """Keep the leases of running steps alive, so a slow step is not taken over; heartbeat."""
+        self._last_renew = self.clock.monotonic()  # from the start: a wake meanwhile is not a second renewal
         with self._lock:
             running = list(self._in_flight.values())
         for record in running:
@@ -168,7 +221,6 @@ class Worker:
                     "lease lost while the step runs; its result will be discarded",
                     extra={"party_id": record.party_id, "migration_id": record.id, "action": "lease_lost"},
                 )
-        self._last_renew = self.clock.monotonic()
         self.heartbeat()
 
     def _still_in_flight(self, record: MigrationRecord) -> bool:
@@ -178,7 +230,7 @@ class Worker:
     def heartbeat(self, *, stopped: bool = False) -> None:
         """Record this worker's presence and circuit for `status`; a database hiccup is only logged."""
         now = self.clock.now()
-        every = max(1.0, self.settings.worker.lease_s / 3)  # the renew job's period
+        every = self._renew_every  # the renew job's period
         status = WorkerStatus(
             worker_id=self.worker_id,
             started_at=self._started_at,
@@ -210,6 +262,7 @@ class Worker:
         with self._lock:  # recorded: the lease has ended, nothing to renew
             for record, _, _ in results:
                 self._in_flight.pop(record.id, None)
+            room = self._free() >= self._claim_at_least
         for record, applied, error in results:
             try:
                 if error is not None:
@@ -235,27 +288,8 @@ class Worker:
                     "step crashed; the migration is retried when its lease expires",
                     extra={"party_id": record.party_id, "migration_id": record.id, "action": "step_crashed"},
                 )
-        self._wake.set()
-        self._want_claim()  # slots are free: claim the next due migrations without waiting for the ticker
-
-    def _want_claim(self) -> None:
-        if self._claimer is None:
-            with self._lock:
-                if self._claimer is None:
-                    self._claimer = threading.Thread(target=self._claim_loop, name="claimer", daemon=True)
-                    self._claimer.start()
-        self._claim_wanted.set()
-
-    def _claim_loop(self) -> None:
-        while not self._closing:
-            self._claim_wanted.wait()
-            self._claim_wanted.clear()
-            if self._closing:
-                return
-            try:
-                self.tick()
-            except Exception:  # a database hiccup: the ticker claims again at its next run
-                log.exception("claiming after a recorded step failed", extra={"action": "tick_failed"})
+        if room:  # slots are free: claim the next due migrations now, not at the next poll
+            self._wake_claim()
 
     def _fence(self, record: MigrationRecord) -> None:
         """Before a call that must not be made twice: renew the lease, or stop if it is lost."""
@@ -272,18 +306,20 @@ class Worker:
     def decide(self, record: MigrationRecord) -> Change:
         """Run the step of the record's state and turn what happened into one Change.
 
-        The breaker counts API answers, not verdicts: a refused key is the API working. A step
-        that called no API proves nothing either way, so a probe it was is handed back.
+        The breaker counts PSB answers, not verdicts: a refused key is the API working. A step
+        that called no PSB endpoint (none at all, or only the new provider's handoff endpoint)
+        proves nothing about the PSB either way, so a probe it was is handed back.
         """
-        calls: list[ApiCall] = []
-        psb = self.psb.recording(calls.append)
+        calls: list[tuple[ApiCall, bool]] = []  # each exchange, and whether the PSB answered it
+        psb = self.psb.recording(lambda call: calls.append((call, True)))
+        handoff = self.handoff.recording(lambda call: calls.append((call, False))) if self.handoff else None
         now = self.clock.now()
         ctx = StepContext(
             psb=psb,
             settings=self.settings,
             profiles=self.profiles,
             vault=self.vault,
-            handoff=self.handoff,
+            handoff=handoff,
             now=now,
             network=self.network,
             fence=lambda: self._fence(record),
@@ -313,99 +349,160 @@ class Worker:
                 outcome = Wait(until=self.clock.now(), detail={"note": str(exc)})
             except PeppolMigrateError as exc:
                 outcome = Fail(Trigger.FAIL, reason=str(exc), code=type(exc).__name__)
-        if calls:
+        if any(by_psb for _, by_psb in calls):
             ok = error is None or network_trouble
             self.breaker.record(ok=ok, reason=str(error or ""), systemic=bool(error and is_systemic(error)))
         else:
             self.breaker.release_probe()
-        events = [call_event(c, self.worker_id) for c in calls]
+        events = [call_event(call, self.worker_id) for call, _ in calls]
         if outcome is None:
             assert error is not None
             # Retry-After counts from the answer, not from the start of a step of several calls.
             return self.changes.for_error(record, error, events, self.clock.now())
         return self.changes.for_outcome(record, outcome, events, now)
 
-    # ---- running until idle, or as a service ----------------------------------------------
+    # ---- the loop ------------------------------------------------------------------------
 
-    def is_idle(self) -> bool:
-        """Nothing in flight here, nothing leased elsewhere, nothing due now or scheduled later."""
-        if self.in_flight():
-            return False
-        summary = self.store.work_summary()
-        return summary.due_now == 0 and summary.leased == 0 and summary.scheduled_later == 0
+    def run(self, *, until_idle: bool, stop: threading.Event | None = None) -> None:
+        """Claim, run and record until ``stop`` is set or, with ``until_idle``, no work is left
+        (see the module docstring); then ``close``. Blocks the calling thread meanwhile.
 
-    def drain(self) -> None:
-        """Run until idle, driven by the injected clock (tests pass a ManualClock)."""
-        poll = self.settings.worker.poll_interval_s
-        self.heartbeat()
-        while True:
-            started = self.tick()
-            if self.clock.monotonic() - self._last_renew > self.settings.worker.lease_s / 3:
-                self.renew_leases()
-            if self.in_flight():
-                self._wake.wait(timeout=poll)  # woken as soon as a step finishes
-                self._wake.clear()
-                continue
-            if started:
-                continue
-            summary = self.store.work_summary()
-            if summary.due_now and self.breaker.may_claim():
-                continue
-            if summary.due_now == 0 and summary.leased == 0 and summary.scheduled_later == 0:
-                return
-            wait = poll
-            if summary.due_now == 0 and summary.leased == 0 and summary.next_run_at is not None:
-                wait = max(0.0, (summary.next_run_at - self.clock.now()).total_seconds())
-                wait = min(wait, max(poll, self.settings.takeover.poll_max_s))
-            self.clock.sleep(max(wait, 0.001))
-
-    def serve(self, *, until_idle: bool, stop: threading.Event | None = None) -> None:
-        """Run with the APScheduler ticker (in-process, memory job store) until stopped or idle."""
-        from apscheduler.executors.pool import ThreadPoolExecutor as TickExecutor
+        Tests that need to claim step by step call ``tick`` and ``renew_leases`` themselves
+        instead; without ``run`` nothing claims on its own."""
+        from apscheduler.executors.debug import DebugExecutor
+        from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
         from apscheduler.jobstores.memory import MemoryJobStore
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        stop = stop or threading.Event()
-        poll = self.settings.worker.poll_interval_s
-
-        def ticker() -> None:
-            try:
-                self.tick()
-                if until_idle and self.is_idle():
-                    stop.set()
-            except Exception:
-                log.exception("tick failed; trying again next tick", extra={"action": "tick_failed"})
-
+        if self._closing or self._scheduler is not None:
+            raise RuntimeError("a worker runs once: build another to run again")
+        self._stop = stop or threading.Event()
+        self._until_idle = until_idle
         scheduler = BackgroundScheduler(
             jobstores={"default": MemoryJobStore()},
-            executors={"default": TickExecutor(2)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": max(1, int(poll * 5))},
-            timezone="UTC",
+            # The claim job runs on the scheduler's own thread ("debug": called directly, not
+            # handed to a pool), so a wake costs one thread switch, as a dedicated claiming
+            # thread would; the renew job's database writes go to a pool, off that thread.
+            executors={"default": JobExecutor(2), _CLAIM: DebugExecutor()},
+            job_defaults={"coalesce": True, "max_instances": _INSTANCES, "misfire_grace_time": None},
+            timezone=UTC,
         )
-        scheduler.add_job(ticker, "interval", seconds=poll, id="tick", next_run_time=datetime.now().astimezone())
-        scheduler.add_job(self.renew_leases, "interval", seconds=max(1.0, self.settings.worker.lease_s / 3), id="renew")
+        scheduler.add_job(
+            self._claim_job, "interval", seconds=self.settings.worker.poll_interval_s, id=_CLAIM,
+            executor=_CLAIM, next_run_time=_scheduler_now(),
+        )
+        scheduler.add_job(self._renew_job, "interval", seconds=self._renew_every, id=_RENEW)
         self.heartbeat()
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch_interval, SERVE_SWITCH_INTERVAL_S))
+        self._scheduler = scheduler
         scheduler.start()
         try:
-            while not stop.wait(timeout=0.5):
+            # A timeout, so a signal handler gets to run, and a close() from elsewhere ends the wait.
+            while not self._stop.wait(timeout=1.0) and not self._closing:
                 pass
         finally:
-            scheduler.shutdown(wait=False)
             self.close()
-            sys.setswitchinterval(switch_interval)
+
+    def _claim_job(self) -> None:
+        """The claim job: claim rounds until none asks for another right away."""
+        with self._wake_lock:
+            self._claim_woken = False
+            if self._claiming:  # another instance is claiming: it claims once more instead
+                self._claim_again = True
+                return
+            self._claiming = True
+        again = True
+        while again:
+            again = self._claim_round()
+            with self._wake_lock:
+                again = (again or self._claim_again) and not (self._closing or self._stop.is_set())
+                self._claim_again = False
+                if not again:
+                    self._claiming = False
+
+    def _claim_round(self) -> bool:
+        """Claim; with until_idle and nothing in flight here, stop or skip ahead. True: claim
+        again at once (the clock has moved to the next due migration)."""
+        try:
+            started = self.tick()
+            if self.clock.monotonic() - self._last_renew >= self._renew_every:
+                self._wake_renew()  # the engine's clock has moved on (a ManualClock may jump)
+            if not self._until_idle or started or self.in_flight():
+                return False
+            return self._idle_round()
+        except Exception:  # a database hiccup: the next poll claims again
+            log.exception("claiming failed; trying again at the next poll", extra={"action": "tick_failed"})
+            return False
+
+    def _idle_round(self) -> bool:
+        summary = self.store.work_summary()
+        if summary.leased:
+            return False  # another worker's steps, or a crashed step's lease: real time ends them
+        if summary.due_now:
+            if self.breaker.may_claim():
+                return False  # they became due after the claim: the next poll takes them
+            # The open circuit holds them back: let its cool-down pass, a second at a time.
+            target = self.clock.now() + timedelta(seconds=max(1.0, self.settings.worker.poll_interval_s))
+        elif summary.scheduled_later and summary.next_run_at is not None:
+            target = summary.next_run_at  # nothing happens before it
+        else:
+            self._stop.set()  # nothing in flight, leased, due or scheduled: idle
+            return False
+        self.clock.skip_to(target)
+        return self.clock.now() >= target  # a real clock did not move: look again at the next poll
+
+    def _wake_claim(self) -> None:
+        """Run the claim job now (or once more, if it is running). Cheap: at most one wake
+        travels through the scheduler at a time."""
+        scheduler = self._scheduler
+        if scheduler is None or self._closing:
+            return  # not running the loop: whoever calls tick() claims
+        with self._wake_lock:
+            if self._claiming:
+                self._claim_again = True
+                return
+            if self._claim_woken:
+                return
+            self._claim_woken = True
+        self._wake_job(scheduler, _CLAIM)
+
+    def _renew_job(self) -> None:
+        self._renew_woken = False
+        try:
+            self.renew_leases()
+        except Exception:  # a database hiccup: the leases are renewed at the next run
+            log.exception("renewing the leases failed", extra={"action": "renew_failed"})
+
+    def _wake_renew(self) -> None:
+        scheduler = self._scheduler
+        if scheduler is None or self._closing:
+            return
+        with self._wake_lock:
+            if self._renew_woken:
+                return
+            self._renew_woken = True
+        self._wake_job(scheduler, _RENEW)
+
+    def _wake_job(self, scheduler: BackgroundScheduler, job_id: str) -> None:
+        try:
+            scheduler.modify_job(job_id, next_run_time=_scheduler_now())
+        except Exception:  # shut down meanwhile: the loop is ending
+            log.debug("could not wake the %s job", job_id, exc_info=True)
 
     def close(self) -> None:
-        """Stop claiming; let running steps finish and record their outcome; say so in `status`."""
+        """Stop claiming; let running steps finish and record their outcome (their leases still
+        renewed meanwhile); stop the loop's jobs; say so in `status`."""
         if self._closing:
             return
         self._closing = True
-        self._claim_wanted.set()  # let the claimer see the closing and stop
+        with self._tick_lock:  # a claim under way hands its rows to the pool before it closes
+            pass
         self._pool.shutdown(wait=True)
         self._recorder.close()
-        if self._claimer is not None:
-            self._claimer.join()
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.shutdown(wait=True)
+        if self._owns_handoff and self.handoff is not None:
+            self.handoff.close()
         if self._owns_network and self.network is not None:
             self.network.close()
         self.heartbeat(stopped=True)

@@ -143,11 +143,6 @@ class ParticipantId:
         """The code-list row of the ICD (scheme id such as ``NL:KVK``, state)."""
         return SCHEMES[self.icd]
 
-    @property
-    def qualified(self) -> str:
-        """With the identifier scheme, as SMP URLs and the SML name a participant."""
-        return f"{SCHEME}::{self.canonical}"
-
     def __str__(self) -> str:
         return self.canonical
 

@@ -1,6 +1,6 @@
 """OAuth2 access tokens for the PSB: the request form, the answer, and a shared cache.
 
-No I/O here: ``psb.py`` does the HTTP exchange with the identity server and passes it in
+No I/O here: ``client.py`` does the HTTP exchange with the identity server and passes it in
 as a ``fetch`` callable, so the cache is plain, thread-safe bookkeeping.
 
 - Grant (``docs/psb-contract.md``, "Authentication"): ``password`` when a username is configured, else

@@ -1,11 +1,12 @@
 """The PSB client: the one module that speaks HTTP (httpx), to the PSB and its identity server.
 
-The client is split by concern; only this module imports httpx:
+The client is split by concern (the ``psb`` package); only this module imports httpx (and
+``key_poster.py``, which POSTs an outbound key to another provider, not to the PSB):
 
-    psb.py            PsbClient: connection pool, tokens, rate limit, sending, reporting
-    psb_endpoints.py  one method per PSB endpoint: paths, bodies, answer shapes
-    psb_auth.py       OAuth2 form, token answer, the shared thread-safe token cache
-    psb_errors.py     error body parsing, status -> exception, scrubbing of secrets
+    client.py         PsbClient: connection pool, tokens, rate limit, sending, reporting
+    endpoints.py      one method per PSB endpoint: paths, bodies, answer shapes
+    auth.py           OAuth2 form, token answer, the shared thread-safe token cache
+    errors.py         error body parsing, status -> exception, scrubbing of secrets
     ratelimit.py      the token bucket behind ``max_rps``
 
 Call flow of one endpoint method (e.g. ``prepare_to_migrate``)::
@@ -18,7 +19,7 @@ Call flow of one endpoint method (e.g. ``prepare_to_migrate``)::
                           ▼
                      _exchange ── httpx.Client.request ──▶ PSB       (timeout_s, pooled)
                           │  no answer (timeout, connection) ──▶ report, PsbTransientError from exc
-                          │  non-2xx ──▶ psb_errors: parse {code, message, ...}, classify
+                          │  non-2xx ──▶ errors.py: parse {code, message, ...}, classify
                           ▼
                      401 the first time? ──▶ report, drop the token, fetch a new one, repeat once
                           │
@@ -35,7 +36,7 @@ retries on its own apart from the single 401 refresh: retries are the worker's d
 
 Secrets (token, client secret, password, subscription key) and the migration key never
 appear in an exception, a log line or a repr: an error body that echoes them is scrubbed
-(``psb_errors.Scrubber``), a key shows as ``keys.mask(key)``. Bodies of successful answers
+(``errors.Scrubber``), a key shows as ``keys.mask(key)``. Bodies of successful answers
 are never quoted, since they may carry a key.
 """
 
@@ -61,7 +62,7 @@ from migration_engine.errors import (
     PsbTransientError,
 )
 from migration_engine.psb.auth import Credentials, Token, TokenCache, parse_token_response, token_error
-from migration_engine.psb.endpoints import Answer, ApiCall, PsbEndpoints, handoff_url, safe_url
+from migration_engine.psb.endpoints import Answer, ApiCall, PsbEndpoints, safe_url
 from migration_engine.psb.errors import Scrubber, error_for_status, excerpt, parse_error_body
 from migration_engine.psb.ratelimit import TokenBucket
 
@@ -120,7 +121,7 @@ class _Request:
 
     method: str
     url: str
-    path: str  # shown in ApiCall and errors: the API path, or a foreign URL without its query
+    path: str  # shown in ApiCall and errors: the API path, or the token URL without its query
     party_id: str | None
     action: str  # the log's action name
     json_body: Any = field(default=None, repr=False)
@@ -234,27 +235,6 @@ class PsbClient(PsbEndpoints):
             f"PsbClient(base_url={s.base_url!r}, client_id={s.credentials.client_id!r}, "
             f"grant={s.credentials.grant_type!r}{view})"
         )
-
-    # -- the key handoff (not the PSB) -----------------------------------------------------
-
-    def post_handoff(self, url: str, party_id: str, key: str) -> None:
-        """POST an outbound key to the new provider: ``{"partyId", "migrationKey"}`` as JSON.
-
-        No PSB token or subscription key is sent and no rate limit applies; the answer's body
-        is ignored and errors are classified as for the PSB (401 included, without refresh).
-        The URL must be HTTPS (plain HTTP only to a loopback host, for the sandbox), since the
-        request carries the key.
-        """
-        path, problem = handoff_url(url)
-        if problem or path is None:
-            raise PsbPermanentError(
-                problem or "invalid URL", code="HANDOFF.URL01", party_id=party_id, method="POST", path=path
-            )
-        req = _Request(
-            "POST", url, path, party_id, "psb.post_handoff",
-            json_body={"partyId": party_id, "migrationKey": key}, key=key, expect_json=False,
-        )
-        self._finish(req, self._exchange(req, headers={}, prefix="HANDOFF"))
 
     # -- the machinery -------------------------------------------------------------------
 

@@ -55,24 +55,6 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-def handoff_url(url: str) -> tuple[str | None, str | None]:
-    """``(safe_url(url), None)`` if a key may be POSTed to ``url``, else ``(..., problem)``.
-
-    HTTPS only, since the request carries a migration key; plain HTTP is allowed to a
-    loopback host, for the sandbox.
-    """
-    try:
-        shown, parts = safe_url(url), urlsplit(url)
-    except ValueError:  # e.g. a port that is not a number
-        return None, "the handoff endpoint is not a valid URL"
-    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
-        return shown, "the handoff endpoint must be an https:// URL: the request carries a migration key"
-    return shown, None
-
-
 def _seg(value: str) -> str:
     """One path segment, percent-encoded (``0106:123`` -> ``0106%3A123``)."""
     return quote(value, safe="")

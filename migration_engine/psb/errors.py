@@ -1,6 +1,6 @@
 """From an HTTP answer to one ``PsbError``: parsing, classification, scrubbing of secrets.
 
-Pure functions, no I/O: ``psb.py`` hands in the status, the body bytes and the headers.
+Pure functions, no I/O: ``client.py`` hands in the status, the body bytes and the headers.
 
 The PSB's error body (``docs/psb-contract.md``, "Errors"; as eConnect's .NET client parses it)::
 
@@ -15,7 +15,7 @@ Classification is by status only, never by a code our sandbox invented:
 
     2xx                  success (not an error)
     408, 429, 5xx        PsbTransientError (``retry_after_s`` from Retry-After)
-    401, 403             PsbAuthError (``psb.py`` refreshes the token once on 401 first)
+    401, 403             PsbAuthError (``client.py`` refreshes the token once on 401 first)
     404                  PsbNotFound
     409                  PsbConflict
     anything else        PsbPermanentError

@@ -369,7 +369,7 @@ def create_app(
         Route(f"/sandbox/parties/{party}", one_party, methods=["GET"]),
         Route("/sandbox/providers", providers, methods=["GET", "POST"]),
         Route("/sandbox/providers/{name}/{action}", provider_action, methods=["POST"]),
-        *smp_routes(),  # the SMPs' ServiceGroup and ServiceMetadata (sandbox/smp.py)
+        *smp_routes(),  # the SMPs' ServiceGroup and ServiceMetadata (smp.py)
     ]
     app = Starlette(
         routes=routes,

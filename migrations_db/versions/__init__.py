@@ -1,1 +1,1 @@
-"""Alembic revisions, oldest first; each must keep the schema equal to ``store/schema.py``."""
+"""Alembic revisions, oldest first; each must keep the schema equal to ``migration_engine/store/schema.py``."""

@@ -7,15 +7,8 @@ import json
 
 import pytest
 
-from migration_engine.sandbox import SandboxConfig, SandboxServer
-from tests.acceptance.cli import as_json, peppol_migrate
 from tests.support import ROOT, engine_env, kvk, seed_batch
-
-
-@pytest.fixture
-def sandbox():
-    with SandboxServer(SandboxConfig()) as server:
-        yield server
+from tests.support.cli import as_json, peppol_migrate
 
 
 @pytest.fixture

@@ -15,9 +15,8 @@ import pytest
 from migration_engine.clock import SystemClock
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from migration_engine.store import Store
-from tests.acceptance.durability import Transcript, change_kind, moves_by_migration
-from tests.integration.conftest import postgres_admin_url, postgres_database  # noqa: F401 (fixtures)
 from tests.support import engine_env, expected_moves, kvk, seed_batch
+from tests.support.durability import Transcript, change_kind, moves_by_migration
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -32,7 +31,7 @@ MADE = {
 }
 
 
-def test_four_workers_share_a_batch_and_never_repeat_a_change(tmp_path, postgres_database):  # noqa: F811
+def test_four_workers_share_a_batch_and_never_repeat_a_change(tmp_path, postgres_database):
     db_url = postgres_database.render_as_string(hide_password=False)  # a fresh database
     inbound = [kvk(4000 + i) for i in range(PARTIES // 2)]
     outbound = [kvk(6000 + i) for i in range(PARTIES // 2)]

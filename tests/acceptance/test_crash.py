@@ -17,7 +17,8 @@ from migration_engine.clock import SystemClock
 from migration_engine.machine import Direction
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from migration_engine.store import Store
-from tests.acceptance.durability import (
+from tests.support import engine_env, expected_moves, kvk, seed_batch
+from tests.support.durability import (
     PSB_CHANGES,
     Transcript,
     database_text,
@@ -28,7 +29,6 @@ from tests.acceptance.durability import (
     secrets_to_find,
     wait_for_calls,
 )
-from tests.support import engine_env, expected_moves, kvk, seed_batch
 
 KILLS = 24  # at least 20 must land while the worker works
 INBOUND, OUTBOUND, WRONG_KEYS = 100, 100, 10
@@ -91,7 +91,7 @@ def test_sigkilled_workers_lose_nothing_and_repeat_nothing_that_matters(tmp_path
         assert all(sandbox.model.owner(p) == "provider-b" for p in wrong + outbound)
         calls = sandbox.model.calls()
         changes = psb_changes(calls)
-        extra = Counter()
+        extra: Counter[str] = Counter()
         for r in records:
             want = PSB_CHANGES["key_rejected" if r.party_id in wrong else r.direction.value]
             got = changes.get(r.party_id, Counter())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from tests.acceptance.cli import as_json, peppol_migrate
 from tests.support import ROOT
+from tests.support.cli import as_json, peppol_migrate
 
 
 def test_demo_completes_and_never_shows_a_key(tmp_path):

@@ -27,7 +27,8 @@ import pytest
 from migration_engine.clock import SystemClock
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from migration_engine.store import Store
-from tests.acceptance.durability import (
+from tests.support import engine_env, expected_moves, kvk, seed_batch
+from tests.support.durability import (
     Transcript,
     database_text,
     leaks,
@@ -35,7 +36,6 @@ from tests.acceptance.durability import (
     secrets_to_find,
     wait_for_calls,
 )
-from tests.support import engine_env, expected_moves, kvk, seed_batch
 
 PARTIES = 200
 MAX_RPS = 120  # psb.max_rps of the worker: the provider's limit with some headroom
@@ -190,7 +190,7 @@ def no_second_sees_more_requests_than_the_limit(run: FaultRun) -> None:
 
 
 def retry_after_is_honoured(run: FaultRun) -> None:
-    by_party: dict[str, list[dict[str, Any]]] = {}
+    by_party: dict[str | None, list[dict[str, Any]]] = {}
     for c in run.calls:
         by_party.setdefault(c["partyId"], []).append(c)
     throttled = 0

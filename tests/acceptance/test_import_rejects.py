@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance import badrows
-from tests.acceptance.cli import BIN, as_json, peppol_migrate
-from tests.support import ROOT, engine_env
+from tests.support import ROOT, badrows, engine_env
+from tests.support.cli import BIN, as_json, peppol_migrate
 
 ACTIVE = "0106:79999999"
 LINE = re.compile(r"^  line (\d+)(?:, column (\w+))?", re.MULTILINE)

@@ -6,8 +6,8 @@ import pytest
 
 from migration_engine.peppol.verification import CORE_DOCUMENT_TYPES
 from migration_engine.sandbox import SandboxConfig, SandboxServer
-from tests.acceptance.cli import as_json, peppol_migrate
 from tests.support import ROOT
+from tests.support.cli import as_json, peppol_migrate
 
 PARTY = "0106:12345678"
 OTHER = "0106:87654321"

@@ -15,11 +15,8 @@ import getpass
 import stat
 from datetime import datetime
 
-import pytest
-
-from migration_engine.sandbox import SandboxConfig, SandboxServer
-from tests.acceptance.cli import as_json, peppol_migrate
 from tests.support import PROVIDER, ROOT, engine_env, kvk, seed_batch
+from tests.support.cli import as_json, peppol_migrate
 
 FAST = {
     "PEPPOL_MIGRATE_TAKEOVER__POLL_S": "0.2",
@@ -27,12 +24,6 @@ FAST = {
     "PEPPOL_MIGRATE_WORKER__POLL_INTERVAL_S": "0.05",
     "PEPPOL_MIGRATE_RETRY__BASE_S": "0.05",
 }
-
-
-@pytest.fixture
-def sandbox():
-    with SandboxServer(SandboxConfig()) as server:
-        yield server
 
 
 class Cli:
@@ -50,7 +41,7 @@ class Cli:
         return result
 
     def json(self, *args: str, **env: str):
-        return as_json(self(*args, "--json", **env))
+        return as_json(self(*args, "--json", code=0, **env))
 
     def show(self, party: str) -> dict:
         """The party's newest migration (state, last error, ...) with its audit ``events``."""

@@ -20,8 +20,8 @@ from html.parser import HTMLParser
 import pytest
 
 from migration_engine.sandbox import SandboxConfig, SandboxServer
-from tests.acceptance.cli import BIN, as_json, peppol_migrate
 from tests.support import PROVIDER, ROOT, engine_env, kvk, seed_batch
+from tests.support.cli import BIN, as_json, peppol_migrate
 
 BATCH = "spring <b>&amp; 'co'"  # markup in a batch name must stay text
 EVIL_NAME = '<script>document.title="owned"</script><img src=x onerror=alert(1)>'

@@ -15,8 +15,8 @@ from migration_engine.clock import ManualClock
 from migration_engine.engine.runtime import Runtime
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from migration_engine.store.audit import event_hash
-from tests.acceptance.cli import as_json, peppol_migrate
 from tests.support import ROOT, engine_env, engine_settings, kvk, seed_batch
+from tests.support.cli import as_json, peppol_migrate
 
 
 @pytest.fixture

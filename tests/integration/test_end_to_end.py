@@ -10,7 +10,6 @@ import pytest
 
 from migration_engine.backoffice import actions
 from migration_engine.backoffice.importer import import_file
-from migration_engine.clock import ManualClock
 from migration_engine.engine.runtime import Runtime
 from migration_engine.machine import Direction, State
 from migration_engine.sandbox import SandboxConfig, SandboxServer
@@ -21,14 +20,8 @@ SEEDS = [2, 4, 7, 9]
 
 
 @pytest.fixture
-def clock():
-    return ManualClock()
-
-
-@pytest.fixture
-def sandbox(clock):
-    with SandboxServer(SandboxConfig(propagation_delay_s=20, takeover_delay_s=30), clock=clock) as server:
-        yield server
+def sandbox_config():
+    return SandboxConfig(propagation_delay_s=20, takeover_delay_s=30)
 
 
 def transitions_of(store, migration_id):

@@ -82,3 +82,54 @@ def test_readme_diagrams_are_the_generated_ones():
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     for direction in Direction:
         assert machine.mermaid(direction) in readme, "regenerate the README diagram: peppol-migrate states --mermaid"
+
+
+# ---- the transitions machine answers exactly as the tables say ------------------------
+
+
+def _table_dests(direction, state, trigger):
+    return {m.dest for m in machine.all_moves(direction) if m.source is state and m.trigger is trigger}
+
+
+@pytest.mark.parametrize("direction", list(Direction))
+def test_the_built_machine_has_exactly_the_moves_of_the_table(direction):
+    built = {
+        (event, t.source, t.dest)
+        for event, spec in machine._machine(direction).events.items()
+        for found in spec.transitions.values()
+        for t in found
+    }
+    table = {(m.trigger.value, m.source.value, m.dest.value) for m in machine.all_moves(direction)}
+    assert len(table) == len(machine.all_moves(direction))  # no move listed twice
+    assert built == table
+
+
+@pytest.mark.parametrize("direction", list(Direction))
+def test_next_state_answers_as_the_table_for_every_state_and_trigger(direction):
+    """Every state (also the other direction's), every trigger: the table's one move, or TransitionError."""
+    answered = 0
+    for state in State:
+        for trigger in Trigger:
+            dests = _table_dests(direction, state, trigger)
+            if trigger is Trigger.RETRY:
+                continue  # retry depends on where it failed: the next test
+            assert len(dests) <= 1, (state, trigger)  # the table is deterministic
+            if dests:
+                assert machine.next_state(direction, state, trigger) is dests.pop()
+                answered += 1
+            else:
+                with pytest.raises(TransitionError):
+                    machine.next_state(direction, state, trigger)
+    assert answered == sum(1 for m in machine.all_moves(direction) if m.trigger is not Trigger.RETRY)
+
+
+@pytest.mark.parametrize("direction", list(Direction))
+def test_retry_goes_to_the_failed_state_only_where_the_table_allows(direction):
+    for state in State:
+        dests = _table_dests(direction, state, Trigger.RETRY)
+        for failed_state in [None, *State]:
+            if failed_state in dests:
+                assert machine.next_state(direction, state, Trigger.RETRY, failed_state=failed_state) is failed_state
+            else:
+                with pytest.raises(TransitionError):
+                    machine.next_state(direction, state, Trigger.RETRY, failed_state=failed_state)

@@ -1,32 +1,22 @@
 """The worker: claims due migrations, runs their steps with bounded concurrency, records outcomes.
 
-    run(until_idle, stop) ── APScheduler (memory job store, this process only) runs two jobs:
-      │
-      ├─ claim job: every worker.poll_interval_s, and woken at once when the recorder frees slots
-      │    tick(): claim up to the free slots and a few more, queued (store.claim_due, a lease
-      │     │      per row), unless the circuit breaker is open
-      │     │   until_idle and nothing in flight here: nothing leased, due or scheduled ──► stop
-      │     │                 only later work ──► clock.skip_to(its time) (a ManualClock jumps)
-      │     └─ thread pool: decide(record): step(ctx, record) ──► outcome ──► Change
-      │              PSB calls, handoff POST ──► api_call events (same Change, same commit)
-      │            └─ recorder thread: store.apply_many, a CAS per change (group commit)
-      │                 └─ _recorded ── slots free ──► wake the claim job (next_run_time = now)
-      │
-      └─ renew job: every lease_s / 3 of the engine's clock: renew the running steps' leases;
-                    heartbeat into ``workers``
+    tick(): claim up to the free slots and a few more, queued (store.claim_due, a lease per
+     │      row), unless the circuit breaker is open
+     └─ thread pool: decide(record): step(ctx, record) ──► outcome ──► Change
+              PSB calls, handoff POST ──► api_call events (same Change, same commit)
+            └─ recorder thread: store.apply_many, a CAS per change (group commit)
+                 └─ _recorded ── slots free ──► the loop wakes its claim job
+    renew_leases(): keep the running steps' leases alive; heartbeat into ``workers``
 
-Nothing else claims: production, the demo, the benchmark and the tests all run ``run``;
-tests pass a ManualClock and ``until_idle=True``. A wake that finds the claim job running
-makes it claim once more rather than start a second one. The claim job runs on the
-scheduler's thread, so a wake costs one thread switch; never on the recorder's thread,
-which only records (claiming there cost throughput).
+``run`` hands the worker to its loop (``loop.py``: APScheduler's claim and renew jobs), the
+one driver of ``tick`` and ``renew_leases`` in production, the demo, the benchmark and the
+tests.
 
-The database is the schedule; APScheduler only ticks, in memory, in this process. A step's
-result is applied with a compare-and-set on (id, state, version, lease owner): if another
-worker re-claimed the row after our lease ran out, our late result is discarded and logged.
-No database transaction is open while a step calls the PSB. The worker's heartbeat and its
-breaker's state (written on every change) are what `status` shows of it.
-"""
+The database is the schedule. A step's result is applied with a compare-and-set on (id,
+state, version, lease owner): if another worker re-claimed the row after our lease ran out,
+our late result is discarded and logged. No database transaction is open while a step calls
+the PSB. The worker's heartbeat and its breaker's state (written on every change) are what
+`status` shows of it."""
 
 from __future__ import annotations
 
@@ -38,13 +28,13 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import timedelta
 
 from migration_engine.clock import Clock
 from migration_engine.engine.breaker import CircuitBreaker
 from migration_engine.engine.changes import ChangeBuilder
 from migration_engine.engine.handoff import Handoff, make_handoff
+from migration_engine.engine.loop import Loop
 from migration_engine.engine.outcomes import Fail, Outcome, Wait
 from migration_engine.engine.recorder import Recorded, Recorder
 from migration_engine.engine.retry import RetryPolicy
@@ -65,18 +55,9 @@ from migration_engine.peppol.verification import NetworkVerifier
 from migration_engine.profiles import ProfileCatalog
 from migration_engine.psb.client import ApiCall, PsbClient
 from migration_engine.settings import Settings
-from migration_engine.store import Change, EventIn, MigrationRecord, Store, WorkerStatus
-
-if TYPE_CHECKING:
-    from apscheduler.schedulers.background import BackgroundScheduler
+from migration_engine.store import Change, EventIn, MigrationRecord, Store, WorkerStatus, WorkSummary
 
 log = logging.getLogger("migration_engine.engine.worker")
-
-_CLAIM, _RENEW = "claim", "renew"
-# A wake may reach the scheduler while the job it wakes is still returning: a few instances
-# are allowed, so APScheduler never skips a run with a "maximum number of running instances"
-# warning; our own flags coalesce them (a wake during a claim makes that claim go once more).
-_INSTANCES = 4
 
 
 def default_worker_id() -> str:
@@ -95,12 +76,6 @@ def call_event(call: ApiCall, actor: str) -> EventIn:
         request_id=call.request_id,
         detail={"error_code": call.error_code} if call.error_code else {},
     )
-
-
-def _scheduler_now() -> datetime:
-    """A run time for APScheduler, which schedules on the wall clock; the engine's own decisions
-    (due rows, leases, skipping ahead) all use the injected clock."""
-    return datetime.now(UTC)
 
 
 class Worker:
@@ -142,11 +117,12 @@ class Worker:
         self._owns_network = network is None and settings.verify.peppol_network
         self.network = NetworkVerifier.from_settings(settings) if self._owns_network else network
         self.concurrency = settings.worker.concurrency
+        self.poll_interval_s = settings.worker.poll_interval_s
         # Claimed rows beyond the running ones wait in the pool's queue, so a finished step
         # starts the next at once, and claims go in batches rather than one per finished step.
         self._prefetch = self.concurrency // 2
         self._claim_at_least = max(1, self._prefetch // 2)  # claim when the queue is half empty
-        self._renew_every = max(1.0, settings.worker.lease_s / 3)
+        self.renew_every = max(1.0, settings.worker.lease_s / 3)
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="step")
         self._recorder = Recorder(apply_many=store.apply_many, on_recorded=self._recorded)
         self._lock = threading.Lock()
@@ -154,15 +130,7 @@ class Worker:
         self._in_flight: dict[int, MigrationRecord] = {}
         self._closing = False
         self._last_renew = clock.monotonic()
-        # The loop (``run``): its scheduler, and how wakes of its jobs coalesce (under _wake_lock).
-        self._scheduler: BackgroundScheduler | None = None
-        self._until_idle = False
-        self._stop = threading.Event()
-        self._wake_lock = threading.Lock()
-        self._claiming = False  # a claim job is running
-        self._claim_again = False  # ... and was woken meanwhile: it claims once more
-        self._claim_woken = False  # a wake is on its way through the scheduler
-        self._renew_woken = False
+        self._loop: Loop | None = None  # while ``run`` runs
         self.steps_run = 0
         self.stale_discarded = 0
 
@@ -230,7 +198,7 @@ class Worker:
     def heartbeat(self, *, stopped: bool = False) -> None:
         """Record this worker's presence and circuit for `status`; a database hiccup is only logged."""
         now = self.clock.now()
-        every = self._renew_every  # the renew job's period
+        every = self.renew_every  # the renew job's period
         status = WorkerStatus(
             worker_id=self.worker_id,
             started_at=self._started_at,
@@ -288,8 +256,8 @@ class Worker:
                     "step crashed; the migration is retried when its lease expires",
                     extra={"party_id": record.party_id, "migration_id": record.id, "action": "step_crashed"},
                 )
-        if room:  # slots are free: claim the next due migrations now, not at the next poll
-            self._wake_claim()
+        if room and self._loop is not None:  # slots are free: claim now, not at the next poll
+            self._loop.wake_claim()
 
     def _fence(self, record: MigrationRecord) -> None:
         """Before a call that must not be made twice: renew the lease, or stop if it is lost."""
@@ -364,129 +332,32 @@ class Worker:
     # ---- the loop ------------------------------------------------------------------------
 
     def run(self, *, until_idle: bool, stop: threading.Event | None = None) -> None:
-        """Claim, run and record until ``stop`` is set or, with ``until_idle``, no work is left
-        (see the module docstring); then ``close``. Blocks the calling thread meanwhile.
+        """Claim, run and record until ``stop`` is set or, with ``until_idle``, no work is left;
+        then ``close``. Blocks the calling thread meanwhile. The loop is ``engine/loop.py``.
 
         Tests that need to claim step by step call ``tick`` and ``renew_leases`` themselves
         instead; without ``run`` nothing claims on its own."""
-        from apscheduler.executors.debug import DebugExecutor
-        from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
-        from apscheduler.jobstores.memory import MemoryJobStore
-        from apscheduler.schedulers.background import BackgroundScheduler
-
-        if self._closing or self._scheduler is not None:
+        if self._closing or self._loop is not None:
             raise RuntimeError("a worker runs once: build another to run again")
-        self._stop = stop or threading.Event()
-        self._until_idle = until_idle
-        scheduler = BackgroundScheduler(
-            jobstores={"default": MemoryJobStore()},
-            # The claim job runs on the scheduler's own thread ("debug": called directly, not
-            # handed to a pool), so a wake costs one thread switch, as a dedicated claiming
-            # thread would; the renew job's database writes go to a pool, off that thread.
-            executors={"default": JobExecutor(2), _CLAIM: DebugExecutor()},
-            job_defaults={"coalesce": True, "max_instances": _INSTANCES, "misfire_grace_time": None},
-            timezone=UTC,
-        )
-        scheduler.add_job(
-            self._claim_job, "interval", seconds=self.settings.worker.poll_interval_s, id=_CLAIM,
-            executor=_CLAIM, next_run_time=_scheduler_now(),
-        )
-        scheduler.add_job(self._renew_job, "interval", seconds=self._renew_every, id=_RENEW)
-        self.heartbeat()
-        self._scheduler = scheduler
-        scheduler.start()
+        self._loop = Loop(self, until_idle=until_idle, stop=stop)
         try:
-            # A timeout, so a signal handler gets to run, and a close() from elsewhere ends the wait.
-            while not self._stop.wait(timeout=1.0) and not self._closing:
-                pass
+            self._loop.run()
         finally:
             self.close()
 
-    def _claim_job(self) -> None:
-        """The claim job: claim rounds until none asks for another right away."""
-        with self._wake_lock:
-            self._claim_woken = False
-            if self._claiming:  # another instance is claiming: it claims once more instead
-                self._claim_again = True
-                return
-            self._claiming = True
-        again = True
-        while again:
-            again = self._claim_round()
-            with self._wake_lock:
-                again = (again or self._claim_again) and not (self._closing or self._stop.is_set())
-                self._claim_again = False
-                if not again:
-                    self._claiming = False
+    def renewal_due(self) -> bool:
+        """A third of the lease has passed on the engine's clock since the last renewal."""
+        return self.clock.monotonic() - self._last_renew >= self.renew_every
 
-    def _claim_round(self) -> bool:
-        """Claim; with until_idle and nothing in flight here, stop or skip ahead. True: claim
-        again at once (the clock has moved to the next due migration)."""
-        try:
-            started = self.tick()
-            if self.clock.monotonic() - self._last_renew >= self._renew_every:
-                self._wake_renew()  # the engine's clock has moved on (a ManualClock may jump)
-            if not self._until_idle or started or self.in_flight():
-                return False
-            return self._idle_round()
-        except Exception:  # a database hiccup: the next poll claims again
-            log.exception("claiming failed; trying again at the next poll", extra={"action": "tick_failed"})
-            return False
+    def work_summary(self) -> WorkSummary:
+        return self.store.work_summary()
 
-    def _idle_round(self) -> bool:
-        summary = self.store.work_summary()
-        if summary.leased:
-            return False  # another worker's steps, or a crashed step's lease: real time ends them
-        if summary.due_now:
-            if self.breaker.may_claim():
-                return False  # they became due after the claim: the next poll takes them
-            # The open circuit holds them back: let its cool-down pass, a second at a time.
-            target = self.clock.now() + timedelta(seconds=max(1.0, self.settings.worker.poll_interval_s))
-        elif summary.scheduled_later and summary.next_run_at is not None:
-            target = summary.next_run_at  # nothing happens before it
-        else:
-            self._stop.set()  # nothing in flight, leased, due or scheduled: idle
-            return False
-        self.clock.skip_to(target)
-        return self.clock.now() >= target  # a real clock did not move: look again at the next poll
+    def may_claim(self) -> bool:
+        return self.breaker.may_claim()
 
-    def _wake_claim(self) -> None:
-        """Run the claim job now (or once more, if it is running). Cheap: at most one wake
-        travels through the scheduler at a time."""
-        scheduler = self._scheduler
-        if scheduler is None or self._closing:
-            return  # not running the loop: whoever calls tick() claims
-        with self._wake_lock:
-            if self._claiming:
-                self._claim_again = True
-                return
-            if self._claim_woken:
-                return
-            self._claim_woken = True
-        self._wake_job(scheduler, _CLAIM)
-
-    def _renew_job(self) -> None:
-        self._renew_woken = False
-        try:
-            self.renew_leases()
-        except Exception:  # a database hiccup: the leases are renewed at the next run
-            log.exception("renewing the leases failed", extra={"action": "renew_failed"})
-
-    def _wake_renew(self) -> None:
-        scheduler = self._scheduler
-        if scheduler is None or self._closing:
-            return
-        with self._wake_lock:
-            if self._renew_woken:
-                return
-            self._renew_woken = True
-        self._wake_job(scheduler, _RENEW)
-
-    def _wake_job(self, scheduler: BackgroundScheduler, job_id: str) -> None:
-        try:
-            scheduler.modify_job(job_id, next_run_time=_scheduler_now())
-        except Exception:  # shut down meanwhile: the loop is ending
-            log.debug("could not wake the %s job", job_id, exc_info=True)
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def close(self) -> None:
         """Stop claiming; let running steps finish and record their outcome (their leases still
@@ -498,9 +369,8 @@ class Worker:
             pass
         self._pool.shutdown(wait=True)
         self._recorder.close()
-        scheduler, self._scheduler = self._scheduler, None
-        if scheduler is not None:
-            scheduler.shutdown(wait=True)
+        if self._loop is not None:
+            self._loop.shutdown()
         if self._owns_handoff and self.handoff is not None:
             self.handoff.close()
         if self._owns_network and self.network is not None:

@@ -1,0 +1,212 @@
+"""The worker's loop: APScheduler runs its periodic jobs, and nothing else claims.
+
+    Loop.run() ── APScheduler (memory job store, this process only) runs two jobs:
+      │
+      ├─ claim job: every worker.poll_interval_s, and woken at once when the recorder frees
+      │    slots (``wake_claim``)
+      │     worker.tick(): claim up to the free slots and start the steps
+      │     until_idle and nothing in flight here: nothing leased, due or scheduled ──► stop
+      │                   only later work ──► clock.skip_to(its time) (a ManualClock jumps)
+      │
+      └─ renew job: every lease_s / 3 of the engine's clock: renew the running steps' leases;
+                    heartbeat (also woken by the claim job when a ManualClock has jumped)
+
+The same loop runs in production (``peppol-migrate run``), the demo, the benchmark and the
+tests (a ManualClock and ``until_idle``). A wake that finds the claim job running makes it
+claim once more rather than start a second one, and at most one wake travels through the
+scheduler at a time. The claim job runs on the scheduler's own thread, so a wake costs one
+thread switch; never on the recorder's thread, which only records (claiming there cost
+throughput in the benchmark). APScheduler schedules on the wall clock; every decision about
+migrations (due rows, leases, skipping ahead) uses the engine's injected clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from apscheduler.executors.debug import DebugExecutor
+from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from migration_engine.clock import Clock
+from migration_engine.store import WorkSummary
+
+log = logging.getLogger("migration_engine.engine.loop")
+
+_CLAIM, _RENEW = "claim", "renew"
+# A wake may reach the scheduler while the job it wakes is still returning: a few instances
+# are allowed, so APScheduler never skips a run with a "maximum number of running instances"
+# warning; our own flags coalesce them (a wake during a claim makes that claim go once more).
+_INSTANCES = 4
+
+
+class Driven(Protocol):
+    """What the loop drives: one worker (``engine.worker.Worker``)."""
+
+    clock: Clock
+    poll_interval_s: float
+    renew_every: float
+
+    @property
+    def closing(self) -> bool: ...
+
+    def tick(self) -> int: ...
+
+    def in_flight(self) -> int: ...
+
+    def renew_leases(self) -> None: ...
+
+    def renewal_due(self) -> bool: ...
+
+    def heartbeat(self) -> None: ...
+
+    def work_summary(self) -> WorkSummary: ...
+
+    def may_claim(self) -> bool: ...
+
+
+def _scheduler_now() -> datetime:
+    """A run time for APScheduler, which schedules on the wall clock."""
+    return datetime.now(UTC)
+
+
+class Loop:
+    """One run of one worker; ``run`` blocks until stopped or, with ``until_idle``, idle."""
+
+    def __init__(self, worker: Driven, *, until_idle: bool, stop: threading.Event | None) -> None:
+        self._worker = worker
+        self._until_idle = until_idle
+        self._stop = stop or threading.Event()
+        self._wake_lock = threading.Lock()
+        self._claiming = False  # a claim job is running
+        self._claim_again = False  # ... and was woken meanwhile: it claims once more
+        self._claim_woken = False  # a wake is on its way through the scheduler
+        self._renew_woken = False
+        self._scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            # The claim job runs on the scheduler's own thread ("debug": called directly, not
+            # handed to a pool), so a wake costs one thread switch, as a dedicated claiming
+            # thread would; the renew job's database writes go to a pool, off that thread.
+            executors={"default": JobExecutor(2), _CLAIM: DebugExecutor()},
+            job_defaults={"coalesce": True, "max_instances": _INSTANCES, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+        self._scheduler.add_job(
+            self._claim_job,
+            "interval",
+            seconds=worker.poll_interval_s,
+            id=_CLAIM,
+            executor=_CLAIM,
+            next_run_time=_scheduler_now(),
+        )
+        self._scheduler.add_job(self._renew_job, "interval", seconds=worker.renew_every, id=_RENEW)
+        self._running = False
+
+    def run(self) -> None:
+        """Start the jobs and wait until ``stop`` is set or the worker closes."""
+        self._worker.heartbeat()
+        self._running = True
+        self._scheduler.start()
+        # A timeout, so a signal handler gets to run, and a close() from elsewhere ends the wait.
+        while not self._stop.wait(timeout=1.0) and not self._worker.closing:
+            pass
+
+    def shutdown(self) -> None:
+        """Stop the jobs (the worker calls this from ``close``, after its steps have finished)."""
+        if self._running:
+            self._running = False
+            self._scheduler.shutdown(wait=True)
+
+    # ---- claiming -----------------------------------------------------------------------
+
+    def _claim_job(self) -> None:
+        """The claim job: claim rounds until none asks for another right away."""
+        with self._wake_lock:
+            self._claim_woken = False
+            if self._claiming:  # another instance is claiming: it claims once more instead
+                self._claim_again = True
+                return
+            self._claiming = True
+        again = True
+        while again:
+            again = self._claim_round()
+            with self._wake_lock:
+                again = (again or self._claim_again) and not (self._worker.closing or self._stop.is_set())
+                self._claim_again = False
+                if not again:
+                    self._claiming = False
+
+    def _claim_round(self) -> bool:
+        """Claim; with until_idle and nothing in flight here, stop or skip ahead. True: claim
+        again at once (the clock has moved to the next due migration)."""
+        worker = self._worker
+        try:
+            started = worker.tick()
+            if worker.renewal_due():
+                self._wake_renew()  # the engine's clock has moved on (a ManualClock may jump)
+            if not self._until_idle or started or worker.in_flight():
+                return False
+            return self._idle_round()
+        except Exception:  # a database hiccup: the next poll claims again
+            log.exception("claiming failed; trying again at the next poll", extra={"action": "tick_failed"})
+            return False
+
+    def _idle_round(self) -> bool:
+        worker = self._worker
+        summary = worker.work_summary()
+        if summary.leased:
+            return False  # another worker's steps, or a crashed step's lease: real time ends them
+        if summary.due_now:
+            if worker.may_claim():
+                return False  # they became due after the claim: the next poll takes them
+            # The open circuit holds them back: let its cool-down pass, a second at a time.
+            target = worker.clock.now() + timedelta(seconds=max(1.0, worker.poll_interval_s))
+        elif summary.scheduled_later and summary.next_run_at is not None:
+            target = summary.next_run_at  # nothing happens before it
+        else:
+            self._stop.set()  # nothing in flight, leased, due or scheduled: idle
+            return False
+        worker.clock.skip_to(target)
+        return worker.clock.now() >= target  # a real clock did not move: look again at the next poll
+
+    def wake_claim(self) -> None:
+        """Run the claim job now (or once more, if it is running). Cheap: at most one wake
+        travels through the scheduler at a time."""
+        if not self._running or self._worker.closing:
+            return
+        with self._wake_lock:
+            if self._claiming:
+                self._claim_again = True
+                return
+            if self._claim_woken:
+                return
+            self._claim_woken = True
+        self._modify(_CLAIM)
+
+    # ---- renewing -----------------------------------------------------------------------
+
+    def _renew_job(self) -> None:
+        self._renew_woken = False
+        try:
+            self._worker.renew_leases()
+        except Exception:  # a database hiccup: the leases are renewed at the next run
+            log.exception("renewing the leases failed", extra={"action": "renew_failed"})
+
+    def _wake_renew(self) -> None:
+        if not self._running or self._worker.closing:
+            return
+        with self._wake_lock:
+            if self._renew_woken:
+                return
+            self._renew_woken = True
+        self._modify(_RENEW)
+
+    def _modify(self, job_id: str) -> None:
+        try:
+            self._scheduler.modify_job(job_id, next_run_time=_scheduler_now())
+        except Exception:  # shut down meanwhile: the loop is ending
+            log.debug("could not wake the %s job", job_id, exc_info=True)

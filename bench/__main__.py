@@ -1,10 +1,16 @@
-"""``python -m bench [--quick] [--out FILE] [--only CASE ...]``: run, print the table, write the results."""
+"""``python -m bench [--quick] [--only CASE ...] [--rounds N] [--out FILE]``: run, print the table, write the results.
+
+Only the full run writes bench/results.json by default; a partial run (``--quick``, ``--only``,
+``--rounds``) writes to the temporary folder unless ``--out`` says otherwise.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 from bench import cases, report
@@ -13,8 +19,9 @@ from bench import cases, report
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that every case runs")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results.json")
+    parser.add_argument("--out", type=Path, help="where to write the results (default: see above)")
     parser.add_argument("--only", nargs="*", choices=sorted(cases.CASES), help="run only these cases")
+    parser.add_argument("--rounds", type=int, help=f"rounds of the repeated cases (default {cases.FULL.rounds})")
     parser.add_argument("--postgres-url", default=cases.FULL.postgres_url)
     args = parser.parse_args(argv)
     # The engine runs in this process too: its warnings show, the ticker's "skipped" notes do not.
@@ -22,7 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     params = cases.QUICK if args.quick else cases.FULL
     if args.postgres_url != params.postgres_url:
-        params = cases.Params(**{**params.__dict__, "postgres_url": args.postgres_url})
+        params = dataclasses.replace(params, postgres_url=args.postgres_url)
+    if args.rounds is not None:
+        params = dataclasses.replace(params, rounds=max(1, args.rounds))
+    partial = bool(args.quick or args.only or args.rounds is not None)
+    out: Path = args.out or (
+        Path(tempfile.gettempdir()) / "peppol-bench-results.json" if partial else Path(__file__).parent / "results.json"
+    )
     results = report.with_targets(
         cases.run_all(params, only=args.only, progress=lambda m: print(m, file=sys.stderr, flush=True))
     )
@@ -31,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(results))
     print(
         f"\n{results['cores']} cores; load average after the run {results['load_average_after']}; "
-        f"took {results['raw']['total_s']} s; written to {args.out}"
+        f"took {results['raw']['total_s']} s; written to {out}"
     )
-    report.write(results, args.out)
+    report.write(results, out)
     return 0
 
 

@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 
+from migration_engine.cli.serving import serving_switch_interval
 from migration_engine.engine.runtime import Runtime
 from migration_engine.machine import State
 from migration_engine.settings import load_settings
@@ -46,7 +47,8 @@ def main(argv: list[str]) -> int:
                 stop.set()
 
     try:
-        rt.worker(on_applied=on_applied).run(until_idle=False, stop=stop)
+        with serving_switch_interval():
+            rt.worker(on_applied=on_applied).run(until_idle=False, stop=stop)
     finally:
         rt.close()
     return 0

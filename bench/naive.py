@@ -2,8 +2,13 @@
 
 An httpx loop making the same calls as the engine, party by party, with no persistence,
 no audit trail and no retries: what a provider might write in an afternoon. With
-``threads > 1`` the same loop runs on that many threads: the bench's *raw* rate, a bare
+``threads > 1`` the same loop runs on that many threads: the bench's *raw* loop, a bare
 httpx client at the engine's concurrency against the same sandbox.
+
+The client is built as the engine's PSB client builds its own (no cookie jar, the same
+connection limits, timeout, headers and redirect policy) and the loop runs under the same
+switch interval as the engine (the CLI's ``serving_switch_interval``), so a ratio of the two
+measures the engine's own work.
 
 To eConnect (8 calls): PUT config {migration: key}, GET deliveryOption (taken over?),
 PUT config {capabilities}, GET hooks, PUT hook, PUT user party, PUT enroll, GET deliveryOption.
@@ -17,11 +22,14 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import httpx
 
 from bench.parties import PROVIDER, TO, Party
+from migration_engine import __version__
+from migration_engine.cli.serving import serving_switch_interval
 
 AP_URL = "https://accp-ap.econnect.eu/as4/v1"
 USER = "sandbox-user"
@@ -45,13 +53,52 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
+class _NoCookies(httpx.Cookies):
+    """A jar that keeps nothing, as the engine's PSB client has."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _CookielessClient(httpx.Client):
+    """``httpx.Client`` without its cookie jar, exactly as the engine's PSB client does it: reading
+    every answer for cookies costs CPU per call, so the raw loop must not pay what the engine skips."""
+
+    _no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        return None
+
+
+def bare_client(threads: int) -> httpx.Client:
+    """An httpx client with the engine's settings at concurrency ``threads`` (the engine's runtime
+    gives its PSB client ``max(16, 2 x concurrency)`` connections, a 30 s timeout, no redirects)."""
+    connections = max(16, 2 * threads)
+    return _CookielessClient(
+        timeout=httpx.Timeout(30.0),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        headers={"Accept": "application/json", "User-Agent": f"peppol-migrate/{__version__}"},
+        follow_redirects=False,
+    )
+
+
+@dataclass(frozen=True)
+class LoopRun:
+    seconds: float  # wall clock of the loop
+    cpu_s: float  # CPU time of this process during the loop (all its threads)
+
+
 class NaiveMigrator:
     """Migrates one party at a time with a shared httpx client (thread-safe)."""
 
     def __init__(self, base_url: str, *, connections: int = 1) -> None:
         self.base = base_url.rstrip("/")
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self.http = httpx.Client(timeout=30.0, limits=limits)
+        self.http = bare_client(connections)
         form = {
             "grant_type": "client_credentials",
             "scope": "ap",
@@ -117,29 +164,30 @@ class NaiveMigrator:
         self.http.close()
 
 
-def run(base_url: str, parties: Sequence[Party], *, threads: int = 1) -> float:
-    """Migrate every party (on ``threads`` threads); the seconds it took."""
+def run(base_url: str, parties: Sequence[Party], *, threads: int = 1) -> LoopRun:
+    """Migrate every party (on ``threads`` threads); the loop's wall-clock and CPU seconds."""
     migrator = NaiveMigrator(base_url, connections=threads)
     try:
-        started = time.perf_counter()
-        if threads == 1:
-            for party in parties:
-                migrator.migrate(party)
-        else:
-            queue = iter(parties)
-            lock = threading.Lock()
-
-            def loop() -> None:
-                while True:
-                    with lock:
-                        party = next(queue, None)
-                    if party is None:
-                        return
+        with serving_switch_interval():
+            started, cpu_started = time.perf_counter(), time.process_time()
+            if threads == 1:
+                for party in parties:
                     migrator.migrate(party)
+            else:
+                queue = iter(parties)
+                lock = threading.Lock()
 
-            with ThreadPoolExecutor(threads) as pool:
-                for future in [pool.submit(loop) for _ in range(threads)]:
-                    future.result()
-        return time.perf_counter() - started
+                def loop() -> None:
+                    while True:
+                        with lock:
+                            party = next(queue, None)
+                        if party is None:
+                            return
+                        migrator.migrate(party)
+
+                with ThreadPoolExecutor(threads) as pool:
+                    for future in [pool.submit(loop) for _ in range(threads)]:
+                        future.result()
+            return LoopRun(time.perf_counter() - started, time.process_time() - cpu_started)
     finally:
         migrator.close()

@@ -14,4 +14,5 @@ size.py          the 100k import, `status` on it, and the worker's memory after 
 memory.py        the worker process whose memory size.py reads
 cases.py         the cases, their rounds and their figures
 report.py        the figures and targets, the table (median and range), results.json
+cpu_breakdown.py `python -m bench.cpu_breakdown`: where the engine's CPU per call goes (a diagnostic)
 """

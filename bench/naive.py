@@ -30,6 +30,7 @@ import httpx
 from bench.parties import PROVIDER, TO, Party
 from migration_engine import __version__
 from migration_engine.cli.serving import serving_switch_interval
+from migration_engine.psb.client import CookielessClient
 
 AP_URL = "https://accp-ap.econnect.eu/as4/v1"
 USER = "sandbox-user"
@@ -53,33 +54,12 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-class _NoCookies(httpx.Cookies):
-    """A jar that keeps nothing, as the engine's PSB client has."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-
-class _CookielessClient(httpx.Client):
-    """``httpx.Client`` without its cookie jar, exactly as the engine's PSB client does it: reading
-    every answer for cookies costs CPU per call, so the raw loop must not pay what the engine skips."""
-
-    _no_cookies = _NoCookies()
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return self._no_cookies
-
-    @cookies.setter
-    def cookies(self, cookies: object) -> None:
-        return None
-
-
 def bare_client(threads: int) -> httpx.Client:
-    """An httpx client with the engine's settings at concurrency ``threads`` (the engine's runtime
+    """The engine's own client class (no cookie jar) with the engine's settings at concurrency
+    ``threads`` (the engine's runtime
     gives its PSB client ``max(16, 2 x concurrency)`` connections, a 30 s timeout, no redirects)."""
     connections = max(16, 2 * threads)
-    return _CookielessClient(
+    return CookielessClient(
         timeout=httpx.Timeout(30.0),
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         headers={"Accept": "application/json", "User-Agent": f"peppol-migrate/{__version__}"},

@@ -78,10 +78,11 @@ class _NoCookies(httpx.Cookies):
         return None
 
 
-class _CookielessClient(httpx.Client):
+class CookielessClient(httpx.Client):
     """``httpx.Client`` without its cookie jar. Reading every answer for cookies (through
     ``http.cookiejar``'s request and response adapters) was about 5% of a call's CPU in the
-    benchmark; a session cookie from anywhere is also nothing we want to send back."""
+    benchmark; a session cookie from anywhere is also nothing we want to send back. Public, so the
+    key handoff's client and the benchmark's bare loop are built the same way."""
 
     _no_cookies = _NoCookies()
 
@@ -174,7 +175,7 @@ class PsbClient(PsbEndpoints):
             if urlsplit(url).scheme not in ("http", "https"):
                 raise ConfigError(f"{name} must be an http(s) URL, not {url!r}")
         clock = clock or SystemClock()
-        http = _CookielessClient(
+        http = CookielessClient(
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             verify=verify_tls,

@@ -32,6 +32,7 @@ import httpx
 from migration_engine import __version__
 from migration_engine.clock import Clock, SystemClock
 from migration_engine.errors import ConfigError, PsbError, PsbPermanentError, PsbTransientError
+from migration_engine.psb.client import CookielessClient
 from migration_engine.psb.endpoints import ApiCall, safe_url
 from migration_engine.psb.errors import Scrubber, error_for_status, excerpt, parse_error_body
 
@@ -74,7 +75,7 @@ class KeyPoster:
         verified: the request carries a key, whatever ``psb.verify_tls`` allows for the PSB."""
         if not timeout_s > 0:
             raise ConfigError(f"the handoff timeout must be above 0, not {timeout_s}")
-        self._http = httpx.Client(
+        self._http = CookielessClient(
             timeout=httpx.Timeout(timeout_s),
             transport=transport,
             headers={"User-Agent": f"peppol-migrate/{__version__}"},

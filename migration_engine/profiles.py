@@ -2,19 +2,24 @@
 
 A profile is ``{profiles.dir}/NAME.toml`` with capabilities (``on``/``off``/``inherited``),
 hooks (name, action, topics), users with their party permissions, and an optional
-business card. See ``config/profiles/default.toml``.
+business card. See ``config/profiles/default.toml``. With ``profiles.dir`` empty (the
+default) the profiles shipped in the package (``migration_engine.defaults``, built from
+``config/profiles``) are used, so an installed copy works from any working directory.
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from migration_engine.errors import ConfigError
 
+DEFAULTS_PACKAGE = "migration_engine.defaults"
 CAPABILITY_STATES = ("on", "off", "inherited")
 PERMISSIONS = (
     "canSendDocument",
@@ -109,17 +114,38 @@ class ProfileCatalog:
         self._profiles = dict(profiles)
 
     @classmethod
-    def load(cls, folder: str | Path) -> ProfileCatalog:
+    def load(cls, folder: str | Path | None = None) -> ProfileCatalog:
+        """The profiles of ``folder``; None or an empty string means the packaged profiles."""
+        if folder is None or (isinstance(folder, str) and not folder.strip()):
+            return cls.packaged()
         path = Path(folder)
         if not path.is_dir():
             raise ConfigError(f"profiles folder {path} does not exist (setting profiles.dir)")
+        return cls._read(sorted(path.glob("*.toml")))
+
+    @classmethod
+    def packaged(cls) -> ProfileCatalog:
+        """The profiles installed with the package (the repository's ``config/profiles``)."""
+        try:
+            folder = resources.files(DEFAULTS_PACKAGE).joinpath("profiles")
+            files = sorted((f for f in folder.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
+        except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError) as exc:
+            raise ConfigError(
+                f"the packaged profiles ({DEFAULTS_PACKAGE}) are missing; reinstall peppol-migrate "
+                f"or set profiles.dir ({exc})"
+            ) from None
+        return cls._read(files)
+
+    @classmethod
+    def _read(cls, files: Iterable[Path | Traversable]) -> ProfileCatalog:
         profiles = {}
-        for file in sorted(path.glob("*.toml")):
+        for file in files:
+            name = file.name.removesuffix(".toml")
             try:
                 data = tomllib.loads(file.read_text(encoding="utf-8"))
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"profile {file} is not valid TOML: {exc}") from None
-            profiles[file.stem] = _parse(file.stem, data, str(file))
+            profiles[name] = _parse(name, data, str(file))
         return cls(profiles)
 
     def names(self) -> set[str]:

@@ -30,28 +30,6 @@ from migration_engine.settings import load_settings
 
 PROVIDER = "provider-b"
 
-_DEMO_PROFILE = """\
-[capabilities]
-invoices = "on"
-invoiceResponse = "on"
-
-[[hooks]]
-name = "invoice-received"
-action = "mailto:peppol-inbox@example.com?version=1.0"
-topics = ["InvoiceReceived"]
-
-[[users]]
-name = "sandbox-user"
-[users.permissions]
-canSendDocument = true
-canReceiveDocument = true
-
-[business_card]
-country_code = "NL"
-geo_info = "Netherlands"
-"""
-
-
 def _be_number(seq: int) -> str:
     """A Belgian enterprise number (0208) with a valid mod-97 check."""
     first8 = f"0{seq:07d}"
@@ -68,10 +46,9 @@ def demo_parties(count: int) -> list[tuple[str, Direction]]:
     return parties
 
 
-def demo_env(folder: Path, sandbox_url: str, profiles_dir: Path) -> dict[str, str]:
-    return client_env(
-        sandbox_url, db_url=f"sqlite:///{folder / 'demo.db'}", profiles_dir=profiles_dir, concurrency=16
-    )
+def demo_env(folder: Path, sandbox_url: str) -> dict[str, str]:
+    """The demo's settings: the packaged profiles, a SQLite file in the demo's folder."""
+    return client_env(sandbox_url, db_url=f"sqlite:///{folder / 'demo.db'}", concurrency=16)
 
 
 def run_demo(*, parties: int = 240, invalid_keys: int | None = None, keep: bool = False, as_json: bool = False) -> int:
@@ -79,11 +56,6 @@ def run_demo(*, parties: int = 240, invalid_keys: int | None = None, keep: bool 
         raise SystemExit("demo: --parties must be at least 2")
     folder = Path(tempfile.mkdtemp(prefix="peppol-migrate-demo-"))
     started = time.monotonic()
-    profiles_dir = Path("config/profiles")
-    if not (profiles_dir / "default.toml").is_file():
-        profiles_dir = folder / "profiles"
-        profiles_dir.mkdir()
-        (profiles_dir / "default.toml").write_text(_DEMO_PROFILE, encoding="utf-8")
     config = SandboxConfig(latency_ms=2.0, propagation_delay_s=0.3, takeover_delay_s=0.3)
     try:
         with SandboxServer(config) as sandbox:
@@ -107,7 +79,7 @@ def run_demo(*, parties: int = 240, invalid_keys: int | None = None, keep: bool 
                         writer.writerow([party, direction.value, "", "", f"Demo Customer {i}", PROVIDER])
             os.chmod(batch, 0o600)
 
-            settings = load_settings(env=demo_env(folder, sandbox.url, profiles_dir))
+            settings = load_settings(env=demo_env(folder, sandbox.url))
             rt = Runtime(settings)
             try:
                 rt.store.upgrade()

@@ -9,6 +9,7 @@ providers, and polls short enough that a takeover is seen within a second or two
 from __future__ import annotations
 
 import secrets
+import shlex
 from pathlib import Path
 
 from migration_engine.sandbox.config import SandboxConfig
@@ -18,7 +19,7 @@ def client_env(
     sandbox_url: str,
     *,
     db_url: str,
-    profiles_dir: str | Path,
+    profiles_dir: str | Path = "",
     encryption_key: str | None = None,
     concurrency: int = 8,
     poll_interval_s: float = 0.1,
@@ -29,7 +30,8 @@ def client_env(
     """Settings (as environment variables) for an engine that migrates against ``sandbox_url``.
 
     ``extra`` adds or overrides variables by their full name (``PEPPOL_MIGRATE_...``).
-    Without ``encryption_key`` a random key-encryption key is made for this run.
+    Without ``encryption_key`` a random key-encryption key is made for this run; without
+    ``profiles_dir`` the packaged profiles are used.
     """
     client = SandboxConfig()
     env = {
@@ -50,3 +52,29 @@ def client_env(
     }
     env.update(extra)
     return env
+
+
+# What a user chooses for themselves: where the engine's database is, its key-encryption key
+# (a secret: never printed), where the profiles are, how many steps run at once.
+_USERS_OWN = (
+    "PEPPOL_MIGRATE_DATABASE__URL",
+    "PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY",
+    "PEPPOL_MIGRATE_PROFILES__DIR",
+    "PEPPOL_MIGRATE_WORKER__CONCURRENCY",
+)
+
+
+def shell_exports(sandbox_url: str, *, dns_server: str | None = None, sml_zone: str | None = None) -> list[str]:
+    """``export NAME=VALUE`` lines that point a shell's ``peppol-migrate`` at ``sandbox_url``.
+
+    The variables of ``client_env`` except the user's own choices (``_USERS_OWN``); with
+    ``dns_server`` (``host:port``) the SML zone's DNS too, for ``verify.peppol_network``. The
+    client secret printed is the sandbox's public one, valid against a sandbox only.
+    """
+    env = client_env(sandbox_url, db_url="", profiles_dir="", encryption_key="-")
+    for name in _USERS_OWN:
+        env.pop(name)
+    if dns_server is not None:
+        env["PEPPOL_MIGRATE_VERIFY__DNS_SERVER"] = dns_server
+        env["PEPPOL_MIGRATE_VERIFY__SML_ZONE"] = sml_zone or SandboxConfig().sml_zone
+    return [f"export {name}={shlex.quote(value)}" for name, value in env.items()]

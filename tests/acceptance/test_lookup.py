@@ -79,11 +79,21 @@ def test_names_only_needs_no_network_and_gives_the_published_vectors():
         names["cname_name"]
         == "B-85008b8279e07ab0392da75fa55856a2.iso6523-actorid-upis.participant.sml.test.tech.peppol.org"
     )
+    # The zone follows psb.environment: the test SML for acceptance (the default), production's
+    # SML for production (which needs its access point URL set; eConnect does not publish it).
     default_zone = peppol_migrate("lookup", "9915:test", "--names-only", env=offline, cwd=ROOT)
     assert default_zone.returncode == 0
+    assert ".iso6523-actorid-upis.participant.sml.test.tech.peppol.org" in default_zone.stdout
+    production = {
+        **offline,
+        "PEPPOL_MIGRATE_PSB__ENVIRONMENT": "production",
+        "PEPPOL_MIGRATE_PSB__ACCESS_POINT_URL": "https://ap.example.eu/as4",
+    }
+    prod_zone = peppol_migrate("lookup", "9915:test", "--names-only", env=production, cwd=ROOT)
+    assert prod_zone.returncode == 0
     assert (
         "eh5boavaktmbgzyh2a63dz4qov33fvp5nsdvqklucfraayoodw6a.iso6523-actorid-upis.participant.sml.prod.tech.peppol.org"
-        in (default_zone.stdout)
+        in prod_zone.stdout
     )
 
 

@@ -37,3 +37,15 @@ def test_unknown_profile_names_the_known_ones():
     catalog = ProfileCatalog.load(ROOT / "config" / "profiles")
     with pytest.raises(ConfigError, match="known: default"):
         catalog.get("gold")
+
+
+def test_an_empty_profiles_dir_means_the_packaged_profiles_which_are_the_repository_ones():
+    packaged = ProfileCatalog.load("")
+    assert packaged.names() == ProfileCatalog.load(ROOT / "config" / "profiles").names() == {"default"}
+    assert packaged.get("default") == ProfileCatalog.load(ROOT / "config" / "profiles").get("default")
+    assert ProfileCatalog.load(None).names() == packaged.names()
+
+
+def test_a_missing_profiles_folder_names_the_setting(tmp_path):
+    with pytest.raises(ConfigError, match=r"does not exist \(setting profiles.dir\)"):
+        ProfileCatalog.load(tmp_path / "nowhere")

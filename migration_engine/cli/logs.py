@@ -1,8 +1,13 @@
 """Structured logs: every line carries the action, party id and migration id when known.
 
 On a terminal the lines are short and human; elsewhere each line is one JSON object, so an
-operator can filter one party's whole story (``jq 'select(.party_id=="0106:...")'``).
-Log messages never contain a key or secret: callers log masked values only.
+operator can filter one party's whole story (``jq 'select(.party_id=="0106:...")'``);
+``--log-format json|text`` overrides the guess. Log messages never contain a key or secret:
+callers log masked values only.
+
+A migration that moves into a state needing a person (``needs_attention``, ``key_rejected``,
+``key_expired``) is logged by the worker as a warning: an operator who filters on warnings
+must see it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import sys
 from datetime import UTC, datetime
 
 FIELDS = ("action", "party_id", "migration_id")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+FORMATS = ("json", "text")
 
 
 class JsonFormatter(logging.Formatter):
@@ -44,14 +51,16 @@ class HumanFormatter(logging.Formatter):
 
 
 def setup_logging(*, level: str = "INFO", json_lines: bool | None = None) -> None:
-    """Configure the root logger once, for the CLI."""
+    """Configure the root logger once, for the CLI. ``json_lines`` None: JSON unless stderr
+    is a terminal."""
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else HumanFormatter())
+    threshold = logging.getLevelNamesMapping()[level.upper()]
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(threshold)
     for noisy in ("httpx", "httpcore", "alembic", "uvicorn", "uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # The ticker's warnings ("skipped: maximum number of running instances", "missed by") only

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from migration_engine.peppol.identifiers import canonical
-from migration_engine.peppol.sml import names
-from migration_engine.peppol.verification import NetworkVerifier
-from migration_engine.settings import Settings, with_overrides
+if TYPE_CHECKING:
+    from migration_engine.settings import Settings
 
 
 def add_parser(sub: Any) -> None:
@@ -29,6 +27,12 @@ def add_parser(sub: Any) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Imported here, not at the top: DNS and HTTP clients only when a lookup runs."""
+    from migration_engine.peppol.identifiers import canonical
+    from migration_engine.peppol.sml import names
+    from migration_engine.peppol.verification import NetworkVerifier
+    from migration_engine.settings import with_overrides
+
     party = canonical(args.party)
     if args.zone:
         settings = with_overrides(settings, verify={"sml_zone": args.zone})

@@ -1,59 +1,147 @@
-"""The command line: parse, call the engine, print. Exit codes: 0 ok, 1 failed, 2 bad input."""
+"""The command line: parse, call the engine, print.
+
+Exit codes: 0 ok, 1 operation failed, 2 bad input (argument, setting, missing database),
+130 interrupted (Ctrl-C), 141 standard output closed early (``| head``: a quiet exit);
+`run --until-settled` adds 3 (the open migrations wait on others) and 4 (some need a person).
+
+Quick to start: this module imports only argparse, the error tree and the command modules'
+parsers. Each command imports what it needs when it runs (the engine, SQLAlchemy, httpx, rich,
+the reports, the sandbox), so `--help` and `--version` never load them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import json
-import signal
+import logging
+import os
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from migration_engine import machine
-from migration_engine.backoffice import actions, overview
-from migration_engine.cli import backoffice, lookup
+from migration_engine import __version__
+from migration_engine.cli import backoffice, config_cmd, lookup
 from migration_engine.cli import sandbox as sandbox_command
+from migration_engine.cli.logs import FORMATS as LOG_FORMATS
+from migration_engine.cli.logs import LEVELS as LOG_LEVELS
 from migration_engine.cli.logs import setup_logging
-from migration_engine.engine.runtime import Runtime
 from migration_engine.errors import ImportRejected, InputError, PeppolMigrateError
-from migration_engine.machine import Direction
-from migration_engine.settings import ENV_PREFIX, load_settings, with_overrides
 
-EPILOG = f"""\
-configuration: config/default.toml lists every setting; --config FILE (or {ENV_PREFIX}CONFIG)
+if TYPE_CHECKING:
+    from migration_engine.engine.runtime import Runtime
+
+log = logging.getLogger("migration_engine.cli")
+
+# Named here, not imported, so the parser loads neither the settings nor the back office; a
+# test keeps them equal to settings.ENV_PREFIX and backoffice.actions.ACTIONS.
+ENV_PREFIX = "PEPPOL_MIGRATE_"
+ACTIONS = ("retry", "cancel", "pause", "resume")
+
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader went away
+
+RUN_EXIT_CODES = """\
+exit codes of run:
+  0    stopped: --until-idle found nothing left to do; --until-settled found every migration
+       completed or cancelled; or SIGTERM asked it to stop (steps in flight were recorded)
+  1    the worker could not run (the database or the PSB's identity server failed)
+  2    bad input: a setting, missing or rejected PSB credentials, the key-encryption key,
+       a missing or out-of-date database
+  3    --until-settled: what is open waits on others (a new provider's takeover, a key from
+       the current provider, an operator's resume or manual key export)
+  4    --until-settled: some migrations need a person (needs_attention, key_rejected,
+       key_expired): see `status`, then `retry`, `key set` or `cancel`
+  130  interrupted (Ctrl-C): steps in flight were recorded first
+"""
+
+RUN_DESCRIPTION = """\
+Run the worker: claim due migrations, run their steps, record the outcomes.
+
+Without an option it serves until SIGTERM or Ctrl-C (then stops claiming, lets running steps
+finish and record, and exits).
+--until-settled returns as soon as nothing can progress without outside help: nothing in
+  flight, leased or due, and every migration scheduled later is an outbound key_delivered
+  (it waits for the new provider's takeover). The engine's own backoff retries, inbound
+  takeover polls and re-issues are waited for. It prints what is still open, per state, and
+  when the next poll is due; the exit code says whether all settled (0), the rest waits on
+  others (3), or some need a person (4).
+--until-idle drains: it also waits for every poll the engine has scheduled, outbound
+  takeover polls included (up to keys.ttl_h), then exits 0.
+"""
+
+
+def _epilog() -> str:
+    """The states and settings help, built only when help is printed (it imports the machine)."""
+    from migration_engine import machine
+    from migration_engine.machine import Direction
+
+    def states(direction: Direction) -> str:
+        return "\n".join("  " + line for line in machine.help_lines(direction))
+
+    return f"""\
+configuration: `peppol-migrate config show` prints every setting and where it came from;
+`config init` writes a commented starter file. --config FILE (or {ENV_PREFIX}CONFIG)
 layers a file over the defaults; {ENV_PREFIX}<SECTION>__<KEY> overrides one value, e.g.
 {ENV_PREFIX}DATABASE__URL, {ENV_PREFIX}PSB__BASE_URL, {ENV_PREFIX}PSB__CLIENT_ID.
 secrets, from the environment only: {ENV_PREFIX}PSB__CLIENT_SECRET, {ENV_PREFIX}PSB__PASSWORD,
 {ENV_PREFIX}PSB__SUBSCRIPTION_KEY, {ENV_PREFIX}KEYS__ENCRYPTION_KEY (or the same name + _FILE).
 
+exit codes: 0 ok, 1 operation failed, 2 bad input, 130 interrupted, 141 output closed early;
+`run --help` lists run's own.
+
 states, to-econnect (inbound):
-  {chr(10).join("  " + line for line in machine.help_lines(Direction.TO_ECONNECT)).strip()}
+{states(Direction.TO_ECONNECT)}
 states, from-econnect (outbound):
-  {chr(10).join("  " + line for line in machine.help_lines(Direction.FROM_ECONNECT)).strip()}
+{states(Direction.FROM_ECONNECT)}
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser: its epilog is computed when help is shown, not at every start."""
+
+    def format_help(self) -> str:
+        if self.epilog is None:
+            self.epilog = _epilog()
+        return super().format_help()
 
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def _level(value: str) -> str:
+    return value.upper()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="peppol-migrate",
         description="Migrate Peppol registrations of many parties to and from eConnect's PSB.",
-        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", help="a TOML file layered over config defaults")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--config",
+        help="a TOML file layered over the defaults (default: the first of PEPPOL_MIGRATE_CONFIG, "
+        "./peppol-migrate.toml, ${XDG_CONFIG_HOME}/peppol-migrate/config.toml that exists)",
+    )
+    parser.add_argument(
+        "--log-level", type=_level, choices=LOG_LEVELS, default="INFO", help="debug, info (default), warning, error"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="log lines on standard error (default: text on a terminal, json otherwise)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
-    db.add_parser("upgrade", help="create or upgrade the schema")
+    db.add_parser("upgrade", help="create or upgrade the schema (the one command that creates a database)")
+    db.add_parser("current", help="the database's schema revision, and whether it is the newest")
+    db.add_parser("history", help="the schema revisions this version knows, newest first")
 
     imp = sub.add_parser("import", help="import a batch file (CSV or JSON lines), all or nothing")
     imp.add_argument("file")
@@ -62,9 +150,25 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--actor", default=None, help="who imports (default: the OS user)")
     imp.add_argument("--json", action="store_true")
 
-    run = sub.add_parser("run", help="run the worker")
-    run.add_argument("--until-idle", action="store_true", help="exit when nothing is due, scheduled or in flight")
+    run = sub.add_parser(
+        "run",
+        help="run the worker",
+        description=RUN_DESCRIPTION,
+        epilog=RUN_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    until = run.add_mutually_exclusive_group()
+    until.add_argument(
+        "--until-settled", action="store_true", help="return when nothing can progress without outside help"
+    )
+    until.add_argument(
+        "--until-idle", action="store_true", help="return when nothing is due, scheduled or in flight"
+    )
     run.add_argument("--concurrency", type=int, help="steps in flight (default worker.concurrency)")
+    run.add_argument(
+        "--metrics-port", type=int, help="serve /healthz, /readyz and /metrics on this port (default: off)"
+    )
+    run.add_argument("--metrics-host", default="127.0.0.1", help="the address of --metrics-port (default 127.0.0.1)")
 
     st = sub.add_parser("status", help="counts per state and direction, progress, errors")
     st.add_argument("--batch")
@@ -82,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     ks.add_argument("--actor", default=None)
     backoffice.add_parsers(sub)  # keys export, report
 
-    for action in actions.ACTIONS:
+    for action in ACTIONS:
         p = sub.add_parser(action, help=f"{action} one party's migration or a whole batch")
         target = p.add_mutually_exclusive_group(required=True)
         target.add_argument("party", nargs="?")
@@ -99,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sandbox_command.add_parser(sub)
     lookup.add_parser(sub)
+    config_cmd.add_parser(sub)
 
     demo = sub.add_parser("demo", help="sandbox + SQLite + a mixed batch + the worker until idle + a summary")
     demo.add_argument("--parties", type=int, default=240)
@@ -111,25 +216,119 @@ def build_parser() -> argparse.ArgumentParser:
 def _actor(value: str | None) -> str:
     if value:
         return value
+    import getpass
+
     try:
         return f"operator:{getpass.getuser()}"
     except Exception:  # pragma: no cover - no user database in some containers
         return "operator:unknown"
 
 
-def _cmd_run(rt: Runtime, args: argparse.Namespace) -> int:
-    from migration_engine.cli.progress import ProgressDisplay
-    from migration_engine.cli.serving import serving_switch_interval
+# ---- db -------------------------------------------------------------------------------------
 
-    if args.concurrency:
+
+def _cmd_db(rt: Runtime, args: argparse.Namespace) -> int:
+    from migration_engine.store import versioning
+    from migration_engine.store.database import Database
+
+    if args.db_command == "upgrade":
+        rt.store.upgrade()
+        print(f"database schema is up to date ({rt.database_label()})")
+        return 0
+    db = Database(rt.settings.database.url, clock=rt.clock, pool_size=1)
+    try:
+        if args.db_command == "current":
+            current, heads = versioning.current(db)
+            if not current:
+                print(f"{db.where}: no schema yet; run `peppol-migrate db upgrade`")
+            elif current == heads:
+                print(f"{db.where}: {', '.join(sorted(current))} (head)")
+            else:
+                print(
+                    f"{db.where}: {', '.join(sorted(current))}, this version's head is {', '.join(sorted(heads))}: "
+                    "run `peppol-migrate db upgrade`"
+                )
+            return 0
+        try:  # the revisions need no database; mark the current one when there is one to ask
+            revisions = versioning.history(db)
+        except PeppolMigrateError:
+            revisions = versioning.history(None)
+        for rev in revisions:
+            marks = ", ".join(m for m, on in (("head", rev.is_head), ("current", rev.is_current)) if on)
+            print(f"{rev.down_revision or '<base>'} -> {rev.revision}{f' ({marks})' if marks else ''}  {rev.doc}")
+        return 0
+    finally:
+        db.dispose()
+
+
+# ---- run ------------------------------------------------------------------------------------
+
+
+def _cmd_run(rt: Runtime, args: argparse.Namespace) -> int:
+    """The run contract: ``RUN_DESCRIPTION`` and ``RUN_EXIT_CODES`` above (and
+    docs/operations.md). Checks everything it can before the first claim: the schema, the
+    key-encryption key, the PSB credentials (one token request)."""
+    import signal
+    import threading
+
+    from migration_engine.cli.progress import ProgressDisplay
+    from migration_engine.cli.service import WorkerReadiness, serving
+    from migration_engine.cli.serving import serving_switch_interval
+    from migration_engine.engine.settlement import settlement
+    from migration_engine.settings import with_overrides
+
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise InputError(f"--concurrency must be at least 1, not {args.concurrency}")
         rt.settings = with_overrides(rt.settings, worker={"concurrency": args.concurrency})
+    rt.checked_vault(rt.checked_store())  # exit 2 before the network: schema, key-encryption key
+    rt.check_psb_credentials()
     worker = rt.worker()
+
     stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if received:
+            log.warning(
+                "already stopping: the steps in flight finish (within worker.lease_s) and are recorded",
+                extra={"action": "worker_stopping"},
+            )
+        received.append(signum)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    with serving_switch_interval(), ProgressDisplay(worker.store, extra=lambda: f"circuit={worker.breaker.state}"):
-        worker.run(until_idle=args.until_idle, stop=stop)
-    return 0
+        signal.signal(sig, on_signal)
+    mode = "until settled" if args.until_settled else "until idle" if args.until_idle else "until stopped"
+    log.info(
+        f"worker started: {worker.worker_id}, concurrency {worker.concurrency}, database {rt.database_label()}, "
+        f"psb {rt.settings.psb.base_url}, {mode}",
+        extra={"action": "worker_started"},
+    )
+    readiness = WorkerReadiness(worker.store, lambda: worker.breaker.state)
+    with (
+        serving(worker.metrics.registry, readiness, port=args.metrics_port, host=args.metrics_host),
+        serving_switch_interval(),
+        ProgressDisplay(worker.store, extra=lambda: f"circuit={worker.breaker.state}"),
+    ):
+        worker.run(until_idle=args.until_idle, until_settled=args.until_settled, stop=stop)
+    if received:
+        why = "interrupted (SIGINT)" if received[0] == signal.SIGINT else "asked to stop (SIGTERM)"
+    else:
+        why = "settled" if args.until_settled else "idle" if args.until_idle else "stopped"
+    log.info(
+        f"worker stopped: {worker.worker_id}, {why}, {worker.steps_run} steps run",
+        extra={"action": "worker_stopped"},
+    )
+    if args.until_settled or args.until_idle:
+        result = settlement(worker.store)
+        print("\n".join(result.lines() if args.until_settled else result.lines()[1:] or ["nothing is open"]))
+        if not received:
+            return int(result.outcome) if args.until_settled else 0
+    return INTERRUPTED if received and received[0] == signal.SIGINT else 0
+
+
+# ---- the other commands ---------------------------------------------------------------------
 
 
 def _cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
@@ -175,6 +374,7 @@ def _cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_show(rt: Runtime, args: argparse.Namespace) -> int:
+    from migration_engine.backoffice import overview
     from migration_engine.peppol.identifiers import canonical
 
     party = canonical(args.party)
@@ -198,6 +398,8 @@ def _cmd_show(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_key_set(rt: Runtime, args: argparse.Namespace) -> int:
+    from migration_engine.backoffice import actions
+
     key = sys.stdin.readline().strip() if args.key == "-" else args.key
     record = actions.key_set(
         rt.checked_store(),
@@ -212,6 +414,8 @@ def _cmd_key_set(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_action(rt: Runtime, args: argparse.Namespace) -> int:
+    from migration_engine.backoffice import actions, overview
+
     store = rt.checked_store()
     actor = _actor(args.actor)
     if args.batch:
@@ -247,47 +451,93 @@ def _cmd_audit_verify(rt: Runtime, args: argparse.Namespace) -> int:
     return 1 if broken else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(level=args.log_level.upper())
+def _cmd_keys(rt: Runtime, args: argparse.Namespace) -> int:
+    return backoffice.cmd_keys_export(rt, args, _actor(args.actor))
+
+
+HANDLERS = {
+    "db": _cmd_db,
+    "import": _cmd_import,
+    "run": _cmd_run,
+    "status": _cmd_status,
+    "show": _cmd_show,
+    "audit": _cmd_audit_verify,
+    "key": _cmd_key_set,
+    "keys": _cmd_keys,
+    "report": backoffice.cmd_report,
+    **{a: _cmd_action for a in ACTIONS},
+}
+
+
+# The sandbox's server, outside a production install (the optional extra "sandbox").
+SANDBOX_PACKAGES = frozenset({"uvicorn", "starlette", "dnslib"})
+
+
+def _run_sandbox_command(args: argparse.Namespace) -> int:
+    """``sandbox`` or ``demo``; without the sandbox's server packages, a clear exit 2."""
     try:
-        if args.command == "states":
-            for d in Direction:
-                print(machine.mermaid(d) if args.mermaid else f"{d}:\n" + "\n".join(machine.help_lines(d)))
-            return 0
-        if args.command == "lookup":
-            return lookup.run(load_settings(args.config), args)
         if args.command == "sandbox":
             return sandbox_command.run(args)
-        if args.command == "demo":
-            from migration_engine.cli.demo import run_demo
+        from migration_engine.cli.demo import run_demo
 
-            return run_demo(parties=args.parties, invalid_keys=args.invalid_keys, keep=args.keep, as_json=args.json)
-        rt = Runtime(load_settings(args.config))
-        try:
-            if args.command == "db":
-                rt.store.upgrade()
-                print(f"database schema is up to date ({rt.settings.database.url.split('://')[0]})")
-                return 0
-            handlers = {
-                "import": _cmd_import,
-                "run": _cmd_run,
-                "status": _cmd_status,
-                "show": _cmd_show,
-                "audit": _cmd_audit_verify,
-                "key": _cmd_key_set,
-                "keys": lambda rt, a: backoffice.cmd_keys_export(rt, a, _actor(a.actor)),
-                "report": backoffice.cmd_report,
-                **{a: _cmd_action for a in actions.ACTIONS},
-            }
-            return handlers[args.command](rt, args)
-        finally:
-            rt.close()
+        return run_demo(parties=args.parties, invalid_keys=args.invalid_keys, keep=args.keep, as_json=args.json)
+    except ModuleNotFoundError as exc:
+        if exc.name not in SANDBOX_PACKAGES:
+            raise
+        raise InputError(
+            f"{args.command}: the sandbox's server is not installed (no module {exc.name!r}); "
+            "install it with: pip install 'peppol-migrate[sandbox]'"
+        ) from None
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "states":
+        from migration_engine import machine
+        from migration_engine.machine import Direction
+
+        for d in Direction:
+            print(machine.mermaid(d) if args.mermaid else f"{d}:\n" + "\n".join(machine.help_lines(d)))
+        return 0
+    if args.command in ("sandbox", "demo"):
+        return _run_sandbox_command(args)
+    if args.command == "config":  # its own settings, with where each value came from
+        return config_cmd.run(args)
+    from migration_engine.settings import load_settings
+
+    settings = load_settings(args.config)
+    if args.command == "lookup":
+        return lookup.run(settings, args)
+    from migration_engine.engine.runtime import Runtime
+
+    rt = Runtime(settings)
+    try:
+        return HANDLERS[args.command](rt, args)
+    finally:
+        rt.close()
+
+
+def _quiet_closed_stdout() -> int:
+    """Standard output's reader went away (``| head``): point stdout at /dev/null so the flush
+    at exit does not fail again, and exit without a word (Python's documented recipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return CLOSED_PIPE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        setup_logging(level=args.log_level, json_lines=None if args.log_format is None else args.log_format == "json")
+        code = _dispatch(args)
+        sys.stdout.flush()  # here, so a closed pipe shows now and not at interpreter exit
+        return code
     except PeppolMigrateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
+    except BrokenPipeError:
+        return _quiet_closed_stdout()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,14 +5,19 @@
       ├─ claim job: every worker.poll_interval_s, and woken at once when the recorder frees
       │    slots (``wake_claim``)
       │     worker.tick(): claim up to the free slots and start the steps
-      │     until_idle and nothing in flight here: nothing leased, due or scheduled ──► stop
+      │     nothing started, nothing in flight here:
+      │       until_settled and nothing can progress without outside help ──► stop
+      │       until_idle: nothing leased, due or scheduled ──► stop
       │                   only later work ──► clock.skip_to(its time) (a ManualClock jumps)
       │
       └─ renew job: every lease_s / 3 of the engine's clock: renew the running steps' leases;
                     heartbeat (also woken by the claim job when a ManualClock has jumped)
 
 The same loop runs in production (``peppol-migrate run``), the demo, the benchmark and the
-tests (a ManualClock and ``until_idle``). A wake that finds the claim job running makes it
+tests (a ManualClock and ``until_idle``). ``until_idle`` drains: it also waits for every poll the
+engine has scheduled, outbound takeover polls included (up to ``keys.ttl_h``). The command
+line's ``run --until-settled`` stops earlier, when nothing can progress without outside help
+(``settlement.py``). A wake that finds the claim job running makes it
 claim once more rather than start a second one, and at most one wake travels through the
 scheduler at a time. The claim job runs on the scheduler's own thread, so a wake costs one
 thread switch; never on the recorder's thread, which only records (claiming there cost
@@ -68,6 +73,8 @@ class Driven(Protocol):
 
     def may_claim(self) -> bool: ...
 
+    def settled(self) -> bool: ...
+
 
 def _scheduler_now() -> datetime:
     """A run time for APScheduler, which schedules on the wall clock."""
@@ -75,11 +82,16 @@ def _scheduler_now() -> datetime:
 
 
 class Loop:
-    """One run of one worker; ``run`` blocks until stopped or, with ``until_idle``, idle."""
+    """One run of one worker; ``run`` blocks until stopped or, with ``until_idle``, idle, or, with
+    ``until_settled``, settled (``settlement.py``: nothing can progress without outside help)."""
 
-    def __init__(self, worker: Driven, *, until_idle: bool, stop: threading.Event | None) -> None:
+    def __init__(
+        self, worker: Driven, *, until_idle: bool, stop: threading.Event | None, until_settled: bool = False
+    ) -> None:
         self._worker = worker
         self._until_idle = until_idle
+        self._until_settled = until_settled
+        self.settled = False  # set when the settle policy, not ``stop``, ended the run
         self._stop = stop or threading.Event()
         self._wake_lock = threading.Lock()
         self._claiming = False  # a claim job is running
@@ -148,9 +160,14 @@ class Loop:
             started = worker.tick()
             if worker.renewal_due():
                 self._wake_renew()  # the engine's clock has moved on (a ManualClock may jump)
-            if not self._until_idle or started or worker.in_flight():
+            if started or worker.in_flight():
                 return False
-            return self._idle_round()
+            if self._until_settled and worker.settled():
+                log.info("settled: nothing can progress without outside help", extra={"action": "settled"})
+                self.settled = True
+                self._stop.set()
+                return False
+            return self._idle_round() if self._until_idle else False
         except Exception:  # a database hiccup: the next poll claims again
             log.exception("claiming failed; trying again at the next poll", extra={"action": "tick_failed"})
             return False

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from migration_engine.clock import Clock, SystemClock
-from migration_engine.engine.worker import Worker
-from migration_engine.errors import ConfigError
-from migration_engine.keys import KeyVault
-from migration_engine.profiles import ProfileCatalog
-from migration_engine.psb.client import PsbClient
+from migration_engine.errors import ConfigError, PsbAuthError, PsbError
 from migration_engine.settings import Settings
-from migration_engine.store import Store
+
+if TYPE_CHECKING:  # imported where built: `status` needs the store alone, not httpx or the steps
+    from migration_engine.engine.worker import Worker
+    from migration_engine.keys import KeyVault
+    from migration_engine.profiles import ProfileCatalog
+    from migration_engine.psb.client import PsbClient
+    from migration_engine.store import Store
 
 
 @dataclass
@@ -25,8 +28,16 @@ class Runtime:
     @property
     def store(self) -> Store:
         if self._store is None:
+            from migration_engine.store import Store
+
             self._store = Store(self.settings.database.url, clock=self.clock)
         return self._store
+
+    def database_label(self) -> str:
+        """The database URL without its password, for log lines and messages."""
+        from migration_engine.store.database import normalise_url
+
+        return normalise_url(self.settings.database.url).render_as_string(hide_password=True)
 
     def checked_store(self) -> Store:
         """The store, refusing an out-of-date schema with a clear message."""
@@ -36,11 +47,15 @@ class Runtime:
     @property
     def profiles(self) -> ProfileCatalog:
         if self._profiles is None:
+            from migration_engine.profiles import ProfileCatalog
+
             self._profiles = ProfileCatalog.load(self.settings.profiles.dir)
         return self._profiles
 
     def vault(self) -> KeyVault:
         """The key vault; ``SecretError`` when the key-encryption key is missing or too short."""
+        from migration_engine.keys import KeyVault
+
         return KeyVault(self.settings.keys.encryption_key)
 
     def checked_vault(self, store: Store) -> KeyVault:
@@ -59,6 +74,8 @@ class Runtime:
             p = self.settings.psb
             if not p.client_id:
                 raise ConfigError("psb.client_id is not set (PEPPOL_MIGRATE_PSB__CLIENT_ID or the config file)")
+            from migration_engine.psb.client import PsbClient
+
             self._psb = PsbClient(
                 base_url=p.base_url,
                 identity_url=p.identity_url,
@@ -75,8 +92,39 @@ class Runtime:
             )
         return self._psb
 
+    def check_psb_credentials(self) -> None:
+        """Refuse (``ConfigError``, exit 2) to run without PSB credentials, or with ones the
+        identity server rejects: one token request up front, so a worker never starts only to
+        trip its circuit breaker on every call. The token stays in the client's cache for the
+        first steps. An identity server that cannot be reached is a ``PsbError`` (exit 1).
+        """
+        p = self.settings.psb
+        env = "PEPPOL_MIGRATE_PSB__"
+        if not p.client_id:
+            raise ConfigError(f"psb.client_id is not set ({env}CLIENT_ID or the config file)")
+        if p.username and not p.password:
+            raise ConfigError(f"psb.username is set but psb.password is not: set {env}PASSWORD")
+        if not p.username and not p.client_secret:
+            raise ConfigError(
+                f"no PSB credentials: set {env}CLIENT_SECRET (client credentials), or psb.username "
+                f"({env}USERNAME) and {env}PASSWORD (password grant)"
+            )
+        secret = f"{env}PASSWORD" if p.username else f"{env}CLIENT_SECRET"
+        who = f"psb.username {p.username!r} with psb.client_id" if p.username else "psb.client_id"
+        try:
+            self.psb.ensure_token()
+        except PsbAuthError as exc:
+            raise ConfigError(
+                f"the identity server {p.identity_url} rejected the credentials of {who} {p.client_id!r} "
+                f"({exc}): check {secret}"
+            ) from None
+        except PsbError as exc:
+            raise PsbError(f"cannot get a PSB token from {p.identity_url} (psb.identity_url): {exc}") from None
+
     def worker(self, **kwargs: object) -> Worker:
         """The worker; ``SecretError`` before any claim when the key-encryption key is missing or wrong."""
+        from migration_engine.engine.worker import Worker
+
         store = self.checked_store()
         return Worker(
             store=store,

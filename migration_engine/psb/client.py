@@ -289,6 +289,12 @@ class PsbClient(PsbEndpoints):
             s.limiter.acquire()
         return self._exchange(req, headers=headers, prefix="PSB", token=token), token
 
+    def ensure_token(self) -> None:
+        """Get an access token now, through the cache every call uses (a no-op while the cached
+        one is fresh): ``run`` asks once before its first claim, so missing or rejected
+        credentials stop it with their setting named instead of tripping the breaker later."""
+        self._shared.tokens.get(lambda: self._fetch_token(None))
+
     def _fetch_token(self, party_id: str | None) -> Token:
         """POST the credentials to the identity server (runs under the token cache's lock)."""
         s = self._shared

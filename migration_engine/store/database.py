@@ -18,27 +18,56 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, select
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from migration_engine.clock import Clock
-from migration_engine.errors import ActiveMigrationExists, StoreError
+from migration_engine.errors import ActiveMigrationExists, ConfigError, SchemaOutOfDate, StoreError
 from migration_engine.store.schema import batches
 
 _IMMEDIATE = "peppol_migrate_begin_immediate"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+URL_HINT = "use sqlite:///path/to/file.db or postgresql+psycopg://user@host/dbname"
+CREATE_HINT = "`peppol-migrate db upgrade` creates it"
+
+
+def _masked(url: str) -> str:
+    """A URL we could not parse, with anything before an ``@`` (user and password) hidden."""
+    return f"***@{url.rpartition('@')[2]}" if "@" in url else url
+
+
 def normalise_url(url: str) -> URL:
-    """``postgres://`` and ``postgresql://`` mean psycopg 3 here."""
-    parsed = make_url(url)
+    """``postgres://`` and ``postgresql://`` mean psycopg 3 here. ``ConfigError`` (exit 2) for a
+    value that is no database URL at all, e.g. a bare file name: SQLAlchemy's own error would
+    surface as a traceback."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        guess = f" (a SQLite file: sqlite:///{url})" if "://" not in url and "@" not in url else ""
+        raise ConfigError(f"database.url {_masked(url)!r} is not a database URL{guess}: {URL_HINT}") from None
     if parsed.drivername in ("postgres", "postgresql"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL (``None`` for an in-memory database or another dialect)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def unreachable(exc: StoreError) -> bool:
+    """Whether a translated error means the database could not be reached at all (refused
+    connection, unknown host or database, bad password), not that a statement failed."""
+    return isinstance(exc.__cause__, OperationalError) and "connect" in str(exc.__cause__).lower()
 
 
 def _sqlite_engine(url: URL, pool_size: int) -> Engine:
@@ -112,7 +141,7 @@ class Database:
         elif self.dialect == "postgresql":
             self.engine = _postgres_engine(self.url, pool_size)
         else:
-            raise StoreError(f"unsupported database {self.dialect!r}: use sqlite:/// or postgresql+psycopg://")
+            raise ConfigError(f"database.url: unsupported database {self.dialect!r}: {URL_HINT}")
         self._write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
         # SQLite has one writer at a time. Threads of this process queue for it here, on a
         # lock that wakes the next one at once, instead of in SQLite's busy handler, which
@@ -124,6 +153,22 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    def require_existing(self) -> None:
+        """Refuse (``SchemaOutOfDate``, exit 2) a SQLite file that does not exist, before any
+        connection would create an empty one: only ``db upgrade`` creates a database. The
+        message names the path, resolved, since a relative URL means the working directory."""
+        path = sqlite_file(self.url)
+        if path is not None and not path.exists():
+            raise SchemaOutOfDate(
+                f"there is no database at {path.resolve()} (database.url {self.where}): {CREATE_HINT}, "
+                "or set database.url (PEPPOL_MIGRATE_DATABASE__URL) to the existing one"
+            )
+
+    @property
+    def where(self) -> str:
+        """The URL without its password, for messages and logs."""
+        return self.url.render_as_string(hide_password=True)
 
     @contextmanager
     def translate(self, action: str) -> Iterator[None]:

@@ -1,21 +1,24 @@
 """The schema's version: Alembic, configured in code (no alembic.ini).
 
 ``upgrade`` runs the revisions in ``migrations_db/versions`` to head in one transaction
-(PostgreSQL and, thanks to the store's own BEGIN, SQLite too). ``check_schema`` refuses a
-database that is not at head, so no command runs against a schema it does not understand.
+(PostgreSQL and, thanks to the store's own BEGIN, SQLite too); it alone creates a SQLite
+file. ``check_schema`` refuses a missing SQLite file (before connecting, which would create an
+empty one), an unreachable database, and one that is not at head, so no command runs against
+a schema it does not understand. ``current`` and ``history`` are `db current` and `db history`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import inspect, text
 
-from migration_engine.errors import SchemaOutOfDate, StoreError
-from migration_engine.store.database import Database
+from migration_engine.errors import ConfigError, SchemaOutOfDate, StoreError
+from migration_engine.store.database import Database, unreachable
 from migration_engine.store.schema import metadata
 
 if TYPE_CHECKING:
@@ -81,14 +84,31 @@ def upgrade(db: Database) -> None:
         command.upgrade(config, "head")
 
 
+def _read_version(db: Database, action: str) -> tuple[set[str], frozenset[str]]:
+    """The database's tables and Alembic revision(s); a missing SQLite file or an unreachable
+    database is refused with exit 2, naming where it looked (never creating anything)."""
+    db.require_existing()
+    try:
+        with db.read(action) as conn:
+            tables = set(inspect(conn).get_table_names())
+            current: frozenset[str] = frozenset()
+            if VERSION_TABLE in tables:
+                current = frozenset(conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
+    except StoreError as exc:
+        if not unreachable(exc):
+            raise
+        reason = str(exc).partition(": ")[2] or str(exc)
+        raise ConfigError(
+            f"cannot reach the database {db.where}: {reason}; check database.url (PEPPOL_MIGRATE_DATABASE__URL), "
+            f"and once the database exists, {UPGRADE_HINT}"
+        ) from None
+    return tables, current
+
+
 def check_schema(db: Database) -> None:
     """Raise ``SchemaOutOfDate`` unless the database is at this code's head revision."""
-    with db.read("check the schema version") as conn:
-        tables = set(inspect(conn).get_table_names())
-        current: frozenset[str] = frozenset()
-        if VERSION_TABLE in tables:
-            current = frozenset(conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
-    where = db.url.render_as_string(hide_password=True)
+    tables, current = _read_version(db, "check the schema version")
+    where = db.where
     if not current:
         raise SchemaOutOfDate(f"the database {where} has no peppol-migrate schema: {UPGRADE_HINT}")
     if current != {SCHEMA_HEAD}:  # only now ask Alembic which revisions exist
@@ -111,3 +131,42 @@ def _refuse_revision(where: str, current: frozenset[str]) -> None:
             f"the database {where} is at schema revision {', '.join(sorted(current))}, this peppol-migrate "
             f"needs {', '.join(sorted(heads))}: {UPGRADE_HINT}"
         )
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One schema revision, for `db history`."""
+
+    revision: str
+    down_revision: str | None
+    doc: str
+    is_head: bool
+    is_current: bool
+
+
+def current(db: Database) -> tuple[frozenset[str], frozenset[str]]:
+    """`db current`: the database's revision(s) (empty: no schema yet) and this code's head(s)."""
+    _, revisions = _read_version(db, "read the schema version")
+    return revisions, head_revisions()
+
+
+def history(db: Database | None) -> list[Revision]:
+    """`db history`: every revision this code knows, newest first; marked current when ``db``
+    (which may be None: no database to ask) is at it."""
+    from alembic.script import ScriptDirectory
+
+    at = current(db)[0] if db is not None else frozenset()
+    heads = head_revisions()
+    out = []
+    for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions():
+        down = rev.down_revision
+        out.append(
+            Revision(
+                revision=rev.revision,
+                down_revision=down if isinstance(down, str) or down is None else ",".join(down),
+                doc=(rev.doc or "").strip(),
+                is_head=rev.revision in heads,
+                is_current=rev.revision in at,
+            )
+        )
+    return out

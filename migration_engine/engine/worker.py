@@ -31,10 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from migration_engine.clock import Clock
+from migration_engine.engine import settlement
 from migration_engine.engine.breaker import CircuitBreaker
 from migration_engine.engine.changes import ChangeBuilder
 from migration_engine.engine.handoff import Handoff, make_handoff
 from migration_engine.engine.loop import Loop
+from migration_engine.engine.metrics import WorkerMetrics
 from migration_engine.engine.outcomes import Fail, Outcome, Wait
 from migration_engine.engine.recorder import Recorded, Recorder
 from migration_engine.engine.retry import RetryPolicy
@@ -133,6 +135,7 @@ class Worker:
         self._loop: Loop | None = None  # while ``run`` runs
         self.steps_run = 0
         self.stale_discarded = 0
+        self.metrics = WorkerMetrics(store=store, circuit=lambda: self.breaker.state, in_flight=self.in_flight)
 
     # ---- claiming -----------------------------------------------------------------------
 
@@ -162,6 +165,7 @@ class Worker:
             records = self.store.claim_due(
                 worker_id=self.worker_id, limit=allowed, lease_s=self.settings.worker.lease_s
             )
+            self.metrics.claimed(len(records), self.clock.now())
             if not records:
                 self.breaker.release_probe()  # a half-open probe found nothing due: no evidence
             with self._lock:
@@ -185,6 +189,7 @@ class Worker:
                 version=record.version,
                 lease_s=self.settings.worker.lease_s,
             ) and self._still_in_flight(record):  # not just recorded (which ends the lease)
+                self.metrics.lease_lost()
                 log.warning(
                     "lease lost while the step runs; its result will be discarded",
                     extra={"party_id": record.party_id, "migration_id": record.id, "action": "lease_lost"},
@@ -219,7 +224,8 @@ class Worker:
     def _run(self, record: MigrationRecord) -> None:
         """On a step thread: the step's calls; the recorder stores its outcome (recorder.py)."""
         try:
-            change = self.decide(record)
+            with self.metrics.step_timer(record.state):
+                change = self.decide(record)
         except Exception as exc:  # a bug in the step: nothing to record
             self._recorded([(record, None, exc)])
             return
@@ -238,13 +244,17 @@ class Worker:
                 self.steps_run += 1
                 if applied is None:
                     self.stale_discarded += 1
+                    self.metrics.stale_result()
                     log.warning(
                         "result discarded: the migration was moved by someone else meanwhile",
                         extra={"party_id": record.party_id, "migration_id": record.id, "action": "stale_result"},
                     )
                 else:
                     if applied.state is not record.state:
-                        log.info(
+                        # A move into a state that needs a person is what an operator filters for.
+                        level = logging.WARNING if applied.state in settlement.NEEDS_A_PERSON else logging.INFO
+                        log.log(
+                            level,
                             f"{record.state} -> {applied.state}",
                             extra={"party_id": record.party_id, "migration_id": record.id, "action": "transition"},
                         )
@@ -322,24 +332,28 @@ class Worker:
             self.breaker.record(ok=ok, reason=str(error or ""), systemic=bool(error and is_systemic(error)))
         else:
             self.breaker.release_probe()
+        self.metrics.psb_calls(call for call, by_psb in calls if by_psb)
         events = [call_event(call, self.worker_id) for call, _ in calls]
         if outcome is None:
             assert error is not None
             # Retry-After counts from the answer, not from the start of a step of several calls.
-            return self.changes.for_error(record, error, events, self.clock.now())
+            change = self.changes.for_error(record, error, events, self.clock.now())
+            self.metrics.retried(change)
+            return change
         return self.changes.for_outcome(record, outcome, events, now)
 
     # ---- the loop ------------------------------------------------------------------------
 
-    def run(self, *, until_idle: bool, stop: threading.Event | None = None) -> None:
-        """Claim, run and record until ``stop`` is set or, with ``until_idle``, no work is left;
+    def run(self, *, until_idle: bool, stop: threading.Event | None = None, until_settled: bool = False) -> None:
+        """Claim, run and record until ``stop`` is set or, with ``until_idle``, no work is left, or,
+        with ``until_settled``, nothing can progress without outside help (``settlement.py``);
         then ``close``. Blocks the calling thread meanwhile. The loop is ``engine/loop.py``.
 
         Tests that need to claim step by step call ``tick`` and ``renew_leases`` themselves
         instead; without ``run`` nothing claims on its own."""
         if self._closing or self._loop is not None:
             raise RuntimeError("a worker runs once: build another to run again")
-        self._loop = Loop(self, until_idle=until_idle, stop=stop)
+        self._loop = Loop(self, until_idle=until_idle, stop=stop, until_settled=until_settled)
         try:
             self._loop.run()
         finally:
@@ -354,6 +368,9 @@ class Worker:
 
     def may_claim(self) -> bool:
         return self.breaker.may_claim()
+
+    def settled(self) -> bool:
+        return settlement.settled(self.store, self.in_flight())
 
     @property
     def closing(self) -> bool:

@@ -127,11 +127,13 @@ def serve(
     port: int = 8080,
     clock: Clock | None = None,
     dns_port: int | None = None,
+    model: SandboxModel | None = None,
 ) -> None:
     """Serve the sandbox in the foreground until interrupted (``peppol-migrate sandbox``);
-    with ``dns_port``, its SML zone as DNS on that UDP port of ``host`` too."""
+    with ``dns_port``, its SML zone as DNS on that UDP port of ``host`` too. ``model``: a world
+    prepared beforehand (parties registered from a file); ``config`` and ``clock`` are its own then."""
     _quiet_drops()
-    model = SandboxModel(config or SandboxConfig(), clock)
+    model = model or SandboxModel(config or SandboxConfig(), clock)
     app = create_app(model)
     dns = None
     if dns_port is not None:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import make_url
 
 from bench import naive, scaleout, size
+from bench import startup as cli_startup
 from bench.engine import MIN_CALLS, EngineRun, littles_law_s, min_calls, run_engine
 from bench.parties import Party, seed
 from bench.sandbox_proc import SandboxProcess
@@ -41,6 +42,7 @@ class Params:
     import_rows: int = 100_000
     rss_checkpoints: tuple[int, int] = (2000, 20_000)
     status_runs: int = 3  # `status` is timed this often; the median counts
+    startup_runs: int = 7  # each command line timed this often (after one warm-up); the median counts
     postgres_url: str = scaleout.DEFAULT_POSTGRES_URL
 
     @property
@@ -61,6 +63,7 @@ QUICK = Params(
     import_rows=200,
     rss_checkpoints=(4, 8),
     status_runs=1,
+    startup_runs=1,
 )
 
 Case = Callable[[Params, Path, int], dict[str, Any]]  # (params, folder, round) -> figures and "raw"
@@ -224,11 +227,22 @@ def sizes(p: Params, workdir: Path, i: int) -> dict[str, Any]:
     }
 
 
+def startup(p: Params, workdir: Path, i: int) -> dict[str, Any]:
+    """How quickly the installed command answers (run once): help, version, status."""
+    times = cli_startup.measure(workdir, runs=p.startup_runs)
+    return {
+        "cli_startup_s": max(times["help_s"], times["version_s"]),
+        "cli_status_empty_s": times["status_s"],
+        "raw": {k: round(v, 3) for k, v in times.items()},
+    }
+
+
 CASES: dict[str, Case] = {
     "efficiency": efficiency,
     "overhead": overhead,
     "scaleout": scale_out,
     "size": sizes,
+    "startup": startup,
 }
 REPEATED = ("efficiency", "overhead", "scaleout")
 

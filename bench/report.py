@@ -52,6 +52,8 @@ FIGURES = (
     Figure("import_100k_peak_mb", "import of {import_rows} rows, peak MB", 300, False),
     Figure("status_100k_s", "`status` on {import_rows} migrations, s (median of {status_runs})", 1.0, False),
     Figure("worker_rss_growth", "worker RSS after {rss_high} / after {rss_low} migrations", 1.2, False),
+    Figure("cli_startup_s", "`peppol-migrate --help` / `--version`, slower, s (median of {startup_runs})", 0.25, False),
+    Figure("cli_status_empty_s", "`peppol-migrate status`, empty database, s (median of {startup_runs})", 0.5, False),
 )
 TARGETS = tuple(f for f in FIGURES if f.bound is not None)
 

@@ -12,11 +12,10 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from rich.console import Console, Group
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:  # rich is imported when a table is drawn: plain `status` starts without it
+    from rich.console import Group
 
 StatusData = dict[str, Any]
 
@@ -55,6 +54,10 @@ def worker_lines(workers: list[dict[str, Any]]) -> list[str]:
 
 def status_renderable(data: StatusData, *, at: datetime | None = None) -> Group:
     """`status` as a rich table of states per direction with the figures above it."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     head = Text.assemble(
         ("batch ", "dim"),
         (str(data["batch"] or "all"), "bold"),
@@ -100,6 +103,7 @@ def watch(
     stop = stop or threading.Event()
     try:
         if is_tty:
+            from rich.console import Console
             from rich.live import Live
 
             console = Console(file=stream)

@@ -335,12 +335,17 @@ def _hints() -> dict[str, dict[str, Any]]:
     return {name: typing.get_type_hints(cls) for name, cls in _sections().items()}
 
 
+_USERINFO = re.compile(r"^([^:@/\s]*):[^@\s]*@")
+
+
 def _shown(section: str, key: str, value: Any) -> str:
     """A value as an error may print it: never a secret, never a URL's password."""
     if (section, key) in SECRET_KEYS:
         return "(a secret value)"
     if isinstance(value, str) and "://" in value:
         return repr(mask_url(value))
+    if isinstance(value, str) and "@" in value:  # a URL without its scheme may still carry user:password@
+        return repr(_USERINFO.sub(r"\1:***@", value))
     return repr(value)
 
 

@@ -261,6 +261,13 @@ def test_a_password_in_a_bad_url_is_not_printed():
     assert "topsecret" not in str(err.value) and "user:***@example.com" in str(err.value)
 
 
+def test_a_password_in_a_database_url_without_a_scheme_is_not_printed():
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"PEPPOL_MIGRATE_DATABASE__URL": "bob:topsecret@db.example/pm"})
+    assert "topsecret" not in str(err.value) and "bob:***@db.example/pm" in str(err.value)
+    assert "PEPPOL_MIGRATE_DATABASE__URL" in str(err.value)
+
+
 def test_mask_url_hides_only_the_password():
     assert mask_url("postgresql+psycopg://pm:pw@db.example:5432/pm") == "postgresql+psycopg://pm:***@db.example:5432/pm"
     assert mask_url("postgresql+psycopg://pm@db.example/pm") == "postgresql+psycopg://pm@db.example/pm"

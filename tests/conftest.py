@@ -29,6 +29,7 @@ from sqlalchemy.pool import NullPool
 from migration_engine.clock import ManualClock
 from migration_engine.sandbox import SandboxConfig
 from migration_engine.store import Store
+from tests.support.postgres import connect as connect_postgres
 
 POSTGRES_URL_ENV = "PEPPOL_MIGRATE_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -41,24 +42,12 @@ def _pg_url(url: str | URL) -> URL:
     return parsed.set(drivername="postgresql+psycopg")
 
 
-def _pg_connect(url: URL) -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password or None,
-        dbname=url.database or "postgres",
-        autocommit=True,
-        connect_timeout=5,
-    )
-
-
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> URL:
     """The maintenance database's URL; skips (or fails under CI=true) when unreachable."""
     url = _pg_url(os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL))
     try:
-        _pg_connect(url).close()
+        connect_postgres(url).close()
     except psycopg.OperationalError as exc:
         message = f"PostgreSQL unreachable at {url.render_as_string(hide_password=True)}: {exc}"
         if os.environ.get("CI", "").lower() == "true":
@@ -71,12 +60,12 @@ def postgres_admin_url() -> URL:
 def postgres_database(postgres_admin_url: URL) -> Iterator[URL]:
     """A fresh PostgreSQL database for this test module, dropped afterwards."""
     name = f"pm_test_{secrets.token_hex(6)}"
-    with _pg_connect(postgres_admin_url) as admin:
+    with connect_postgres(postgres_admin_url) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield postgres_admin_url.set(database=name)
     finally:
-        with _pg_connect(postgres_admin_url) as admin:
+        with connect_postgres(postgres_admin_url) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -86,7 +75,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     url: URL = request.getfixturevalue("postgres_database")
-    with _pg_connect(url) as conn:
+    with connect_postgres(url) as conn:
         conn.execute("DROP SCHEMA public CASCADE")
         conn.execute("CREATE SCHEMA public")
     return url.render_as_string(hide_password=False)

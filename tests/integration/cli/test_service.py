@@ -9,7 +9,6 @@ import secrets
 import urllib.error
 import urllib.request
 
-import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,6 +20,7 @@ from migration_engine.engine.metrics import WorkerMetrics
 from migration_engine.engine.runtime import Runtime
 from migration_engine.store import Store
 from tests.support import engine_settings, kvk, seed_batch
+from tests.support.postgres import connect as connect_postgres
 
 
 def get(url: str) -> tuple[int, str]:
@@ -77,15 +77,7 @@ def test_ready_only_with_a_current_schema_and_a_closed_circuit(db_url, clock):
 def own_postgres_database(postgres_admin_url):
     """A PostgreSQL database of this test's own, since the test renames it; dropped afterwards."""
     name = f"pm_ready_{secrets.token_hex(5)}"
-    admin = psycopg.connect(
-        host=postgres_admin_url.host or "127.0.0.1",
-        port=postgres_admin_url.port or 5432,
-        user=postgres_admin_url.username or "postgres",
-        password=postgres_admin_url.password or None,
-        dbname=postgres_admin_url.database or "postgres",
-        autocommit=True,
-        connect_timeout=5,
-    )
+    admin = connect_postgres(postgres_admin_url)
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield admin, name, postgres_admin_url.set(database=name).render_as_string(hide_password=False)

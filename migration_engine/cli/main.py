@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete's global completion looks for this in the script's module)
 """The command line: parse, call the engine, print.
 
 Exit codes: 0 ok, 1 operation failed, 2 bad input (argument, setting, missing database),
@@ -524,9 +525,19 @@ def _quiet_closed_stdout() -> int:
     return CLOSED_PIPE
 
 
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """A shell asks for completions (argcomplete's protocol): print them and exit the process."""
+    import argcomplete  # only here: a normal start does not load it
+
+    argcomplete.autocomplete(parser)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if argv is None and "_ARGCOMPLETE" in os.environ:
+            _complete(parser)
+        args = parser.parse_args(argv)
         setup_logging(level=args.log_level, json_lines=None if args.log_format is None else args.log_format == "json")
         code = _dispatch(args)
         sys.stdout.flush()  # here, so a closed pipe shows now and not at interpreter exit

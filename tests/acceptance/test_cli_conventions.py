@@ -88,18 +88,52 @@ def test_db_current_and_history(tmp_path, db_env) -> None:
     assert "(head, current)" in history.stdout
 
 
-def test_a_closed_pipe_ends_quietly(tmp_path, db_env) -> None:
-    """`status --json | head -c 10`: the reader is gone before the writer writes; no traceback."""
+@pytest.mark.parametrize(
+    "args",
+    [("status", "--json"), ("show", "0106:50000001"), ("report", "--batch", "b", "--format", "csv")],
+    ids=["status", "show", "report"],
+)
+def test_a_closed_pipe_ends_quietly(tmp_path, db_env, args) -> None:
+    """`... | head -c 10`: the reader is gone before the writer writes; no traceback."""
     assert peppol_migrate("db", "upgrade", env=db_env, cwd=tmp_path).returncode == 0
+    batch = tmp_path / "b.csv"
+    batch.write_text("party_id,direction,new_provider\n0106:50000001,from-econnect,provider-b\n", encoding="utf-8")
+    assert peppol_migrate("import", str(batch), "--batch", "b", env=db_env, cwd=tmp_path).returncode == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEPPOL_MIGRATE_")} | db_env
-    proc = subprocess.Popen(
-        [str(BIN), "status", "--json"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    proc = subprocess.Popen([str(BIN), *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # as `head` does once it has its bytes
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, stderr
     assert stderr == "", stderr
+
+
+def test_a_near_miss_variable_is_warned_with_the_right_name(tmp_path) -> None:
+    """PEPPOL_MIGRATE_DATABASE_URL (one underscore) is not a setting: a warning says which is."""
+    result = peppol_migrate("status", env={"PEPPOL_MIGRATE_DATABASE_URL": "sqlite:///x.db"}, cwd=tmp_path)
+    assert "did you mean PEPPOL_MIGRATE_DATABASE__URL?" in result.stderr, result.stderr
+    refused(result, "peppol-migrate db upgrade")  # the default database, which does not exist here
+    assert not (tmp_path / "x.db").exists() and not (tmp_path / "peppol-migrate.db").exists()
+
+
+def test_a_misspelt_setting_is_refused_with_a_suggestion(tmp_path) -> None:
+    result = peppol_migrate("status", env={"PEPPOL_MIGRATE_PSB__BASEURL": "https://psb.example"}, cwd=tmp_path)
+    refused(result, "PEPPOL_MIGRATE_PSB__BASEURL", "PEPPOL_MIGRATE_PSB__BASE_URL")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("PEPPOL_MIGRATE_WORKER__CONCURRENCY", "0", ("worker.concurrency", "at least 1")),
+        ("PEPPOL_MIGRATE_WORKER__POLL_INTERVAL_S", "nan", ("worker.poll_interval_s", "finite")),
+        ("PEPPOL_MIGRATE_RETRY__MAX_S", "inf", ("retry.max_s", "finite")),
+        ("PEPPOL_MIGRATE_PSB__TIMEOUT_S", "-1", ("psb.timeout_s", "greater than 0")),
+        ("PEPPOL_MIGRATE_PSB__BASE_URL", "psb.example", ("psb.base_url", "https://")),
+        ("PEPPOL_MIGRATE_PSB__ENVIRONMENT", "staging", ("psb.environment", "acceptance")),
+    ],
+)
+def test_a_bad_value_is_refused_with_the_setting_and_its_source(tmp_path, name, value, words) -> None:
+    refused(peppol_migrate("status", env={name: value}, cwd=tmp_path), name, *words)
 
 
 def test_help_names_the_exit_codes() -> None:

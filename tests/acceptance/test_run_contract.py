@@ -116,8 +116,13 @@ def test_until_idle_still_exits_0_with_parties_waiting(tmp_path, sandbox, env) -
     assert "key_rejected" in run.stdout
 
 
-def test_ctrl_c_stops_gracefully_with_130(tmp_path, sandbox, env) -> None:
-    """SIGINT to a serving `run`: it logs its stop, exits 130, and `status` shows it stopped."""
+@pytest.mark.parametrize(
+    ("signum", "code", "why"),
+    [(signal.SIGINT, 130, "interrupted (SIGINT)"), (signal.SIGTERM, 0, "asked to stop (SIGTERM)")],
+)
+def test_a_signal_stops_it_gracefully(tmp_path, sandbox, env, signum, code, why) -> None:
+    """SIGINT (Ctrl-C) or SIGTERM (a service manager) to a serving `run`: it logs its stop, exits
+    130 or 0 (a clean stop for systemd), and `status` shows it stopped."""
     imported(tmp_path, sandbox, env, outbound=[kvk(81)])
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PEPPOL_MIGRATE_")} | env
     proc = subprocess.Popen(
@@ -131,13 +136,13 @@ def test_ctrl_c_stops_gracefully_with_130(tmp_path, sandbox, env) -> None:
             if '"worker_started"' in line:
                 break
         assert any('"worker_started"' in line for line in seen), seen
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, rest = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, "".join(seen) + rest
-    assert '"worker_stopped"' in rest and "interrupted (SIGINT)" in rest
+    assert proc.returncode == code, "".join(seen) + rest
+    assert '"worker_stopped"' in rest and why in rest
     assert "Traceback" not in rest
     workers = as_json(peppol_migrate("status", "--json", env=env, cwd=ROOT))["workers"]
     assert len(workers) == 1 and workers[0]["stopped_at"] is not None and not workers[0]["alive"]

@@ -1,0 +1,121 @@
+"""Ranges, shapes and combinations of settings; each error names the setting, its source and what is allowed."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from migration_engine.errors import ConfigError
+from migration_engine.settings.model import DEFAULT_SOURCE, ENVIRONMENTS, HANDOFF_MODES, Settings, Source
+from migration_engine.settings.showing import bad_value
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+_AT_LEAST_ONE = "must be a whole number of at least 1"
+_POSITIVE = "must be a number greater than 0"
+_HTTP_URL = "must be an http:// or https:// URL with a host"
+
+# (section, key) -> (is the value allowed, what is allowed). Types are checked when read;
+# these are the ranges and shapes. Every setting not listed takes any value of its type.
+_RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
+    ("database", "url"): (
+        lambda v: bool(re.match(r"[A-Za-z][A-Za-z0-9+.\-]*://", v)),
+        "must be a SQLAlchemy URL, e.g. sqlite:///peppol-migrate.db or postgresql+psycopg://user@host/db",
+    ),
+    ("psb", "environment"): (lambda v: v in ENVIRONMENTS, f"must be one of {', '.join(ENVIRONMENTS)}"),
+    ("psb", "base_url"): (_is_http_url, _HTTP_URL),
+    ("psb", "identity_url"): (_is_http_url, _HTTP_URL),
+    ("psb", "access_point_url"): (_is_http_url, _HTTP_URL),
+    ("psb", "timeout_s"): (lambda v: v > 0, _POSITIVE),
+    ("psb", "max_rps"): (lambda v: v >= 0, "must be 0 (no limit) or a positive number"),
+    ("worker", "concurrency"): (lambda v: v >= 1, _AT_LEAST_ONE),
+    ("worker", "poll_interval_s"): (lambda v: v > 0, _POSITIVE),
+    ("worker", "lease_s"): (lambda v: v > 0, _POSITIVE),
+    ("retry", "max_attempts"): (lambda v: v >= 1, _AT_LEAST_ONE),
+    ("retry", "base_s"): (lambda v: v > 0, _POSITIVE),
+    ("retry", "max_s"): (lambda v: v > 0, _POSITIVE),
+    ("takeover", "poll_s"): (lambda v: v > 0, _POSITIVE),
+    ("takeover", "poll_max_s"): (lambda v: v > 0, _POSITIVE),
+    ("takeover", "deadline_h"): (lambda v: v > 0, _POSITIVE),
+    ("keys", "ttl_h"): (lambda v: v > 0, _POSITIVE),
+    ("handoff", "mode"): (lambda v: v in HANDOFF_MODES, f"must be one of {', '.join(HANDOFF_MODES)}"),
+    ("handoff", "outbox_dir"): (lambda v: bool(v.strip()), "must name a folder"),
+    ("handoff", "endpoint"): (lambda v: not v or _is_http_url(v), _HTTP_URL + " (or empty)"),
+    ("outbound", "users"): (lambda v: all(u.strip() for u in v), "must be a list of non-empty user names"),
+    ("profiles", "default"): (
+        lambda v: bool(re.fullmatch(r"[A-Za-z0-9_-]+", v)),
+        "must be a profile name (letters, digits, - and _)",
+    ),
+    ("verify", "sml_zone"): (
+        lambda v: bool(re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\.?", v.strip())),
+        "must be a DNS name, e.g. participant.sml.prod.tech.peppol.org",
+    ),
+    ("verify", "timeout_s"): (lambda v: v > 0, _POSITIVE),
+}
+
+
+def _number_ok(value: Any) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def check(settings: Settings, sources: Mapping[str, Source] | None = None) -> None:
+    """Ranges, shapes and combinations; each error names the setting, its source and what is allowed."""
+
+    def source(setting: str) -> Source:
+        return (sources or {}).get(setting, Source("override") if sources is None else DEFAULT_SOURCE)
+
+    psb = settings.psb
+    if psb.environment == "production" and not psb.access_point_url:
+        raise ConfigError(
+            "psb.access_point_url is not set (psb.environment = production, from "
+            f"{source('psb.environment').describe('psb.environment')}): eConnect's production access point URL "
+            "is not built in; set psb.access_point_url to the URL eConnect's production delivery options show"
+        )
+    for section_field in dataclasses.fields(settings):
+        section = section_field.name
+        body = getattr(settings, section)
+        for f in dataclasses.fields(body):
+            value = getattr(body, f.name)
+            setting = f"{section}.{f.name}"
+            if not _number_ok(value):
+                finite = "expected a finite number (not NaN or infinity)"
+                raise bad_value(section, f.name, value, source(setting), finite)
+            rule = _RULES.get((section, f.name))
+            if rule is not None and not rule[0](value):
+                raise bad_value(section, f.name, value, source(setting), rule[1])
+    if settings.handoff.mode == "https" and not settings.handoff.endpoint:
+        raise ConfigError(
+            f"handoff.mode is https (from {source('handoff.mode').describe('handoff.mode')}) "
+            "but handoff.endpoint is empty: set it to the new provider's URL"
+        )
+    if settings.verify.peppol_network and not settings.verify.econnect_smp_host.strip():
+        raise ConfigError(
+            "verify.peppol_network is on (from "
+            f"{source('verify.peppol_network').describe('verify.peppol_network')}): "
+            "set verify.econnect_smp_host to eConnect's SMP host"
+        )
+
+
+def with_overrides(settings: Settings, **sections: Mapping[str, Any]) -> Settings:
+    """A copy with some values replaced, e.g. ``with_overrides(s, worker={"concurrency": 4})``.
+
+    Values are taken as given (``psb.environment`` fills nothing in here); they are checked.
+    """
+    changed = {name: dataclasses.replace(getattr(settings, name), **dict(body)) for name, body in sections.items()}
+    result = dataclasses.replace(settings, **changed)
+    check(result)
+    return result

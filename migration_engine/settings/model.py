@@ -1,0 +1,190 @@
+"""The settings' shape: the sections as frozen dataclasses with their defaults (the single source),
+the secrets, what ``psb.environment`` presets, and where a value came from (``Source``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+ENV_PREFIX = "PEPPOL_MIGRATE_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+CONFIG_FILE_NAME = "peppol-migrate.toml"
+USER_CONFIG = Path("peppol-migrate", "config").with_suffix(".toml")
+DEFAULTS_PACKAGE = "migration_engine.defaults"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///peppol-migrate.db"
+
+
+@dataclass(frozen=True)
+class PsbSettings:
+    environment: str = "acceptance"
+    base_url: str = "https://accp-psb.econnect.eu"
+    identity_url: str = "https://accp-identity.econnect.eu"
+    client_id: str = ""
+    username: str = ""
+    client_secret: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)
+    subscription_key: str = field(default="", repr=False)
+    access_point_url: str = "https://accp-ap.econnect.eu/as4/v1"
+    timeout_s: float = 30.0
+    max_rps: float = 20.0
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int = 8
+    poll_interval_s: float = 1.0
+    lease_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    max_attempts: int = 8
+    base_s: float = 2.0
+    max_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class TakeoverSettings:
+    poll_s: float = 30.0
+    poll_max_s: float = 900.0
+    deadline_h: float = 72.0
+
+
+@dataclass(frozen=True)
+class KeysSettings:
+    ttl_h: float = 168.0
+    reissue_expired: bool = False
+    encryption_key: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class HandoffSettings:
+    mode: str = "outbox"
+    outbox_dir: str = "outbox"
+    endpoint: str = ""
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    cleanup: bool = True
+    users: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProfilesSettings:
+    dir: str = ""
+    default: str = "default"
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    peppol_network: bool = False
+    sml_zone: str = "participant.sml.test.tech.peppol.org"
+    dns_server: str = ""
+    econnect_smp_host: str = ""
+    cname_fallback: bool = False
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    psb: PsbSettings = field(default_factory=PsbSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    takeover: TakeoverSettings = field(default_factory=TakeoverSettings)
+    keys: KeysSettings = field(default_factory=KeysSettings)
+    handoff: HandoffSettings = field(default_factory=HandoffSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    profiles: ProfilesSettings = field(default_factory=ProfilesSettings)
+    verify: VerifySettings = field(default_factory=VerifySettings)
+
+
+SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("psb", "client_secret"),
+        ("psb", "password"),
+        ("psb", "subscription_key"),
+        ("keys", "encryption_key"),
+    }
+)
+HANDOFF_MODES = ("outbox", "https", "manual")
+
+# What ``psb.environment`` sets. eConnect's public documentation gives the PSB and identity
+# URLs of both; the acceptance AP URL is what acceptance's delivery options show. The
+# production AP URL is not published, so production leaves it empty and the loader asks
+# for it rather than guess: a wrong one would make every takeover look unfinished.
+ENVIRONMENTS: dict[str, dict[tuple[str, str], str]] = {
+    "acceptance": {
+        ("psb", "base_url"): "https://accp-psb.econnect.eu",
+        ("psb", "identity_url"): "https://accp-identity.econnect.eu",
+        ("psb", "access_point_url"): "https://accp-ap.econnect.eu/as4/v1",
+        ("verify", "sml_zone"): "participant.sml.test.tech.peppol.org",
+    },
+    "production": {
+        ("psb", "base_url"): "https://psb.econnect.eu",
+        ("psb", "identity_url"): "https://identity.econnect.eu",
+        ("psb", "access_point_url"): "",
+        ("verify", "sml_zone"): "participant.sml.prod.tech.peppol.org",
+    },
+}
+
+# Settings that name a file or folder: relative values from a config file are made absolute
+# against that file's folder. ``database.url`` is handled apart (only SQLite URLs hold a path).
+PATH_SETTINGS: frozenset[tuple[str, str]] = frozenset({("handoff", "outbox_dir"), ("profiles", "dir")})
+
+
+# --- where a value came from ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one setting's value came from, to name it in errors and in ``config show``."""
+
+    kind: Literal["default", "environment-preset", "file", "variable", "override"]
+    name: str = ""  # the file's path, the variable's name, or the environment's name
+
+    def describe(self, setting: str) -> str:
+        """A phrase for an error message, e.g. ``/etc/pm.toml, key worker.concurrency``."""
+        if self.kind == "file":
+            return f"{self.name}, key {setting}"
+        if self.kind == "variable":
+            return f"environment variable {self.name}"
+        if self.kind == "environment-preset":
+            return f"psb.environment = {self.name}"
+        if self.kind == "override":
+            return "an override of the loaded settings"
+        return "the default"
+
+    def __str__(self) -> str:
+        if self.kind == "environment-preset":
+            return f"psb.environment ({self.name})"
+        return self.name or self.kind
+
+
+DEFAULT_SOURCE = Source("default")
+
+
+@dataclass(frozen=True)
+class ConfigChoice:
+    """The config file that counts, and which step of the discovery order found it."""
+
+    path: Path
+    found_by: str
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """Settings with the source of each value (``"section.key"`` -> Source) and the file used."""
+
+    settings: Settings
+    sources: Mapping[str, Source]
+    config: ConfigChoice | None
+    searched: tuple[str, ...]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from itertools import islice
@@ -51,9 +52,12 @@ COLUMNS = (
 )
 _PAGE = 1000
 INTERNAL = ("workers",)  # status keys a report leaves out
-# A cell that starts with one of these is a formula to a spreadsheet; names and error texts
-# come from outside, so in CSV they get a leading ' (OWASP's advice for CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A cell that starts with one of these is a formula to a spreadsheet (OWASP's list for CSV
+# injection). Names and error texts come from outside, and a spreadsheet set to another
+# separator (`;` in NL/DE locales, tab when pasted) splits a field at that character, so a
+# starter right after a separator (spaces between allowed) begins a cell too: each such starter
+# gets a ' in front, which a spreadsheet shows as text.
+_FORMULA_STARTER = re.compile(r"(?:^|(?<=[,;\t\r\n]))( *)(?=[=+\-@\t\r])")
 
 
 class BatchReport:
@@ -79,10 +83,25 @@ class BatchReport:
     def header(self) -> dict[str, Any]:
         return {
             "batch": self.batch.name,
-            "source": self.batch.source,
+            "source": self.source_name(),
             "created_at": _iso(self.batch.created_at),
             "generated_at": _iso(self.generated_at),
         }
+
+    def source_name(self) -> str | None:
+        """The name of the file the batch was imported from, without its folders.
+
+        The store keeps the path as given on the operator's machine; a report goes to a customer,
+        to whom the operator's folders (user names, share names) are none of their business.
+        """
+        return file_name(self.batch.source)
+
+
+def file_name(source: str | None) -> str | None:
+    """The last part of a path written on any system (``/`` or ``\\`` between folders)."""
+    if not source:
+        return None
+    return re.split(r"[/\\]", source)[-1] or None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -105,24 +124,30 @@ def build(store: Store, *, batch_name: str, now: datetime) -> BatchReport:
     return BatchReport(store, info, now)
 
 
-def _csv_cell(column: str, value: Any) -> str:
+def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    text = str(value)
-    if column in ("name", "last_error") and text.startswith(_FORMULA_START):
-        return "'" + text
-    return text
+    return defuse(str(value))
+
+
+def defuse(text: str) -> str:
+    """``text`` with a ' before every formula starter that opens it or follows a separator."""
+    return _FORMULA_STARTER.sub(r"\1'", text)
 
 
 def write_csv(rep: BatchReport, out: IO[str]) -> int:
-    """The rows as CSV with a header line; how many rows."""
-    writer = csv.writer(out, lineterminator="\n")
+    """The rows as CSV with a header line; how many rows.
+
+    Every field is quoted, so a separator inside a field never ends it for a reader that
+    honours quotes; ``defuse`` covers the readers that split on another separator anyway.
+    """
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(COLUMNS)
     n = 0
     for row in rep.rows():
-        writer.writerow([_csv_cell(c, row[c]) for c in COLUMNS])
+        writer.writerow([_csv_cell(row[c]) for c in COLUMNS])
         n += 1
     return n
 

@@ -119,10 +119,11 @@ def import_file(
                 ),
             )
 
-    store.ensure_batch(name, source=str(file))
     if progress is not None:
         progress.phase("writing")
-    plan["imported"] = store.add_migrations(batch_name=name, items=items(), actor=actor)
+    # The batch row is created inside the import's one transaction, so an import that is
+    # refused midway (an open migration found, a database error) leaves no empty batch behind.
+    plan["imported"] = store.add_migrations(batch_name=name, items=items(), actor=actor, batch_source=str(file))
     if progress is not None:
         progress.advance(plan["imported"] - progress.done)
     return plan

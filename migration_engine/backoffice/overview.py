@@ -6,6 +6,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from migration_engine.errors import InputError
 from migration_engine.machine import TERMINAL_STATES, Direction, State, states
 from migration_engine.store import AuditEvent, MigrationRecord, Store, WorkerStatus
 
@@ -15,7 +16,13 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def status(store: Store, *, batch_name: str | None = None, now: datetime) -> dict[str, Any]:
-    """Counts per direction and state, progress, throughput, the oldest waiting party, errors."""
+    """Counts per direction and state, progress, throughput, the oldest waiting party, errors.
+
+    ``InputError`` when ``batch_name`` names no batch: an empty selection would otherwise read
+    as "0 of 0, 100% done", and a mistyped batch name must not look like a finished one.
+    """
+    if batch_name is not None and store.batch_info(batch_name) is None:
+        raise InputError(f"there is no batch named {batch_name!r}")
     by_direction: dict[str, dict[str, int]] = {d.value: {s.value: 0 for s in states(d)} for d in Direction}
     for direction, state, count in store.counts(batch_name=batch_name):
         by_direction[direction.value][state.value] = by_direction[direction.value].get(state.value, 0) + count

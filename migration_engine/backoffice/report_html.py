@@ -197,7 +197,8 @@ def _short_time(value: str | None) -> str:
 def _page(rep: BatchReport) -> Iterator[str]:
     s = rep.summary
     title = f"Migration report: batch {rep.batch.name}"
-    source = f" from {rep.batch.source}" if rep.batch.source else ""
+    source_name = rep.source_name()  # the file's name only: the operator's folders are not the reader's business
+    source = f" from {source_name}" if source_name else ""
     yield (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from migration_engine.backoffice import overview
+from migration_engine.errors import InputError
 from migration_engine.machine import Direction, State
 from migration_engine.store import NewMigration
 from tests.support.records import add, change, party
@@ -41,3 +44,12 @@ def test_status_figures_are_aggregates_per_batch(store, clock):
     assert data["throughput_last_hour"] == 1 and data["paused"] == 1
     assert data["errors_by_code"] == {"API404": 1, "HTTP503": 1}
     assert data["oldest_waiting"]["party_id"] == party(2)
+
+
+def test_status_of_an_unknown_batch_is_refused_not_done(store, clock):
+    """A mistyped batch name selects nothing; "0 of 0, 100% done" would read as a finished batch."""
+    add(store, "spring", NewMigration(party_id=party(1), direction=OUT, state=State.REQUESTED))
+    with pytest.raises(InputError, match="no batch named 'sprnig'"):
+        overview.status(store, batch_name="sprnig", now=clock.now())
+    assert overview.status(store, batch_name="spring", now=clock.now())["percent_done"] == 0.0
+    assert overview.status(store, now=clock.now())["total"] == 1  # no batch named: every batch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -44,12 +45,50 @@ def test_csv_has_a_header_and_a_row_per_party_and_defuses_formulas():
     assert rows[0]["last_error"] == "" and rows[1]["failed_tries"] == "2"
 
 
+def csv_of(**fields: str) -> tuple[str, dict[str, str]]:
+    """The CSV text of a report with one row whose ``fields`` are replaced, and that row read back."""
+    out = io.StringIO()
+    write_csv(FakeReport([ROWS[0] | fields]), out)
+    [row] = list(csv.DictReader(io.StringIO(out.getvalue())))
+    return out.getvalue(), row
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ('Acme;=HYPERLINK("http://evil")', 'Acme;\'=HYPERLINK("http://evil")'),  # split at ; in NL/DE
+        ("Acme,+1", "Acme,'+1"),
+        ("Acme\t-1", "Acme\t'-1"),
+        ("\t=1", "'\t'=1"),  # a leading tab is a starter, and a separator before the =, too
+        ("Acme; @SUM(A1)", "Acme; '@SUM(A1)"),  # spaces after the separator change nothing
+        ("=1+2", "'=1+2"),
+        ("Acme-Beta B.V.; since 2020", "Acme-Beta B.V.; since 2020"),  # nothing to defuse
+    ],
+)
+def test_csv_defuses_formulas_after_any_separator_in_any_column(text, shown):
+    for column in ("name", "last_error", "new_provider", "profile"):
+        raw, row = csv_of(**{column: text})
+        assert row[column] == shown, column
+        for piece in re.split(r"[,;\t]", raw):  # however a spreadsheet splits the line
+            assert not piece.strip(' "').startswith(("=", "+", "-", "@")), (column, piece)
+
+
+def test_csv_quotes_every_field():
+    raw, row = csv_of(name="Acme", last_error_code="API400")
+    header, line = raw.splitlines()
+    assert header.startswith('"party_id","name",')
+    assert line.startswith(f'"{ROWS[0]["party_id"]}","Acme",') and '"API400"' in line
+    assert line.count('"') == 2 * len(COLUMNS)  # every field quoted, empty ones too
+    assert row["last_error_code"] == "API400"
+
+
 @pytest.mark.parametrize("rows", [ROWS, []])
 def test_json_is_one_document_with_summary_and_parties(rows):
     out = io.StringIO()
     assert write_json(FakeReport(rows), out) == len(rows)
     data = json.loads(out.getvalue())
-    assert data["batch"] == "spring" and data["source"] == "/data/spring.csv"
+    assert data["batch"] == "spring" and data["source"] == "spring.csv"  # the file, not the operator's folders
+    assert "/data" not in out.getvalue()
     assert data["summary"] == summary()
     assert data["parties"] == rows
 
@@ -76,7 +115,6 @@ def test_a_row_is_the_migration_as_show_prints_it():
     assert {k: v for k, v in row.items() if k in shown} == {k: shown[k] for k in COLUMNS if k in shown}
     assert set(row) - set(shown) == {"finished_at", "failed_tries"}
     assert row["failed_state"] == "key_issued" and row["attempts"] == 2 and row["failed_tries"] == 5
-
 
 
 def test_row_dict_survives_a_record_without_batch():

@@ -73,6 +73,13 @@ def test_html_escapes_data_everywhere():
     assert page.tags.count("script") == 0
 
 
+def test_html_names_the_source_file_but_not_its_folders():
+    """The batch came from /data/spring.csv on the operator's machine; the page says spring.csv."""
+    html, page = render()
+    assert "Imported " in page.text and " from spring.csv;" in page.text
+    assert "/data" not in html
+
+
 def test_html_with_no_parties_says_so():
     empty = {d.value: {s.value: 0 for s in states(d)} for d in Direction}
     html, page = render(rows=[], total=0, completed=0, by_direction=empty, errors_by_code={}, oldest_waiting=None)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from migration_engine.clock import Clock, SystemClock
 from migration_engine.errors import ConfigError, PsbAuthError, PsbError
 from migration_engine.settings import Settings
+
+log = logging.getLogger("migration_engine.engine.runtime")
 
 if TYPE_CHECKING:  # imported where built: `status` needs the store alone, not httpx or the steps
     from migration_engine.engine.worker import Worker
@@ -76,6 +79,11 @@ class Runtime:
                 raise ConfigError("psb.client_id is not set (PEPPOL_MIGRATE_PSB__CLIENT_ID or the config file)")
             from migration_engine.psb.client import PsbClient
 
+            if not p.verify_tls:  # every command that talks to the PSB builds its client here
+                log.warning(
+                    "psb.verify_tls is false: the PSB's TLS certificate is not checked, so anyone on the path "
+                    "can read the PSB credentials and the migration keys; set it back to true"
+                )
             self._psb = PsbClient(
                 base_url=p.base_url,
                 identity_url=p.identity_url,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import re
 import typing
@@ -24,6 +25,36 @@ def _is_http_url(value: str) -> bool:
         return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
+
+def is_loopback_host(host: str | None) -> bool:
+    """``localhost``, 127.0.0.0/8 or ``::1``: traffic that never leaves this machine."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _clear_text_to_elsewhere(value: str) -> bool:
+    """An ``http://`` URL to a host other than this machine."""
+    try:
+        parts = urlsplit(value)
+        return parts.scheme == "http" and not is_loopback_host(parts.hostname)
+    except ValueError:
+        return False  # a malformed URL is the shape rule's to report
+
+
+# The PSB client sends the client secret, the bearer token and the parties' migration keys:
+# over http:// anyone on the path reads them. Only the sandbox (or a test double) on this
+# machine may be spoken to in clear.
+_TLS_URLS = ("base_url", "identity_url")
+_NEEDS_TLS = (
+    "must be an https:// URL: over http:// the PSB credentials and the migration keys travel in clear "
+    "(http:// is allowed only to a loopback host: localhost, 127.0.0.0/8, ::1)"
+)
 
 _AT_LEAST_ONE = "must be a whole number of at least 1"
 _POSITIVE = "must be a number greater than 0"
@@ -97,6 +128,9 @@ def check(settings: Settings, sources: Mapping[str, Source] | None = None) -> No
             rule = _RULES.get((section, f.name))
             if rule is not None and not rule[0](value):
                 raise bad_value(section, f.name, value, source(setting), rule[1])
+    for key in _TLS_URLS:
+        if _clear_text_to_elsewhere(getattr(psb, key)):
+            raise bad_value("psb", key, getattr(psb, key), source(f"psb.{key}"), _NEEDS_TLS)
     if settings.handoff.mode == "https" and not settings.handoff.endpoint:
         raise ConfigError(
             f"handoff.mode is https (from {source('handoff.mode').describe('handoff.mode')}) "

@@ -9,15 +9,22 @@ snapshot half-way.
 
 ``sqlite://`` (in memory) gets one shared connection: single-threaded tests only.
 
+The SQLite file holds every party's migration keys (sealed, but with their audit trail), so
+the first connection creates it 0600 itself instead of letting sqlite3 create it under the
+umask (usually 0644, readable by every local user). SQLite gives the ``-wal`` and ``-shm``
+files the database file's own permissions, so they are 0600 too. An existing file keeps its
+mode: that is the operator's.
+
 PostgreSQL: psycopg 3 (``postgresql+psycopg://``), READ COMMITTED, a pool sized for the
 worker threads.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +77,14 @@ def unreachable(exc: StoreError) -> bool:
     return isinstance(exc.__cause__, OperationalError) and "connect" in str(exc.__cause__).lower()
 
 
+def _create_private(path: str) -> None:
+    """Create an empty database file 0600 if there is none (an empty file is a valid, empty
+    SQLite database). ``O_EXCL`` makes concurrent first connections safe; a missing folder or
+    another failure is left for sqlite3 to report in its own words."""
+    with suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _sqlite_engine(url: URL, pool_size: int) -> Engine:
     connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     if url.database in (None, "", ":memory:"):
@@ -84,6 +99,13 @@ def _sqlite_engine(url: URL, pool_size: int) -> Engine:
             hide_parameters=True,
             connect_args=connect_args,
         )
+
+    path = sqlite_file(url)
+    if path is not None and not url.query.get("uri"):
+
+        @event.listens_for(engine, "do_connect")
+        def _before_connect(_dialect: Any, _record: ConnectionPoolEntry, _cargs: Any, _cparams: Any) -> None:
+            _create_private(str(path))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

@@ -64,12 +64,12 @@ def test_no_file_and_no_variables_give_the_defaults():
 
 def test_environment_overrides_file(tmp_path):
     f = tmp_path / "c.toml"
-    f.write_text('[worker]\nconcurrency = 4\n[psb]\nbase_url = "http://file"\n')
+    f.write_text('[worker]\nconcurrency = 4\n[psb]\nbase_url = "https://file"\n')
     s = load_settings(
-        f, env={"PEPPOL_MIGRATE_PSB__BASE_URL": "http://env", "PEPPOL_MIGRATE_KEYS__REISSUE_EXPIRED": "yes"}
+        f, env={"PEPPOL_MIGRATE_PSB__BASE_URL": "https://env", "PEPPOL_MIGRATE_KEYS__REISSUE_EXPIRED": "yes"}
     )
     assert s.worker.concurrency == 4
-    assert s.psb.base_url == "http://env"
+    assert s.psb.base_url == "https://env"
     assert s.keys.reissue_expired is True
 
 
@@ -346,3 +346,39 @@ def test_an_unrelated_variable_with_the_prefix_is_warned_about_without_a_suggest
 def test_settings_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Settings().worker.concurrency = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("key", ["base_url", "identity_url"])
+@pytest.mark.parametrize("url", ["http://psb.econnect.eu", "http://10.0.0.5:8080/api", "http://localhost.evil.example"])
+def test_clear_text_psb_urls_to_another_host_are_refused_naming_the_setting_and_its_source(key, url):
+    variable = f"PEPPOL_MIGRATE_PSB__{key.upper()}"
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={variable: url})
+    message = str(err.value)
+    assert message.startswith(f"psb.{key} = ") and f"(from environment variable {variable})" in message
+    assert "must be an https:// URL" in message and "loopback" in message
+
+
+def test_a_clear_text_psb_url_from_a_file_names_the_file(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('[psb]\nidentity_url = "http://identity.example"\n')
+    with pytest.raises(ConfigError, match=r"psb\.identity_url = .*c\.toml.*must be an https:// URL"):
+        load_settings(f, env={})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8765",
+        "http://127.10.20.30/psb",
+        "http://[::1]:8765",
+        "http://localhost:8765",
+        "http://LOCALHOST",
+        "https://psb.example",
+    ],
+)
+def test_clear_text_is_allowed_to_a_loopback_host_and_tls_anywhere(url):
+    s = load_settings(env={"PEPPOL_MIGRATE_PSB__BASE_URL": url, "PEPPOL_MIGRATE_PSB__IDENTITY_URL": url})
+    assert (s.psb.base_url, s.psb.identity_url) == (url, url)
+    with pytest.raises(ConfigError, match=r"psb\.base_url"):  # with_overrides checks alike
+        with_overrides(s, psb={"base_url": "http://psb.example"})

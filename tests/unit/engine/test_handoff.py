@@ -4,6 +4,8 @@ the outbox file."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import stat
 from pathlib import Path
 
@@ -11,7 +13,13 @@ import httpx
 import pytest
 
 from migration_engine.clock import ManualClock
-from migration_engine.engine.handoff import HttpsHandoff, OutboxHandoff, make_handoff
+from migration_engine.engine.handoff import (
+    HttpsHandoff,
+    OutboxHandoff,
+    UnsafeOutboxFile,
+    make_handoff,
+    outbox_file,
+)
 from migration_engine.errors import PsbAuthError, PsbPermanentError, PsbTransientError
 from migration_engine.keys import mask
 from migration_engine.psb.client import ApiCall
@@ -142,7 +150,8 @@ def test_the_outbox_appends_to_a_private_file_per_batch(tmp_path: Path) -> None:
     for party in ("0106:1", "0106:2"):
         where = view.deliver(batch_name="my batch", party_id=party, key=KEY, issued_at=None, new_provider="b")
     path = Path(where["file"])
-    assert path.name == "my_batch.keys.csv" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert re.fullmatch(r"my_batch\.b\.[0-9a-f]{12}\.keys\.csv", path.name), path.name
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and list(path.parent.iterdir()) == [path]
     assert path.read_text().splitlines() == [
         "party_id,migration_key,issued_at,new_provider",
         f"0106:1,{KEY},,b",
@@ -160,3 +169,52 @@ def test_make_handoff_follows_the_settings(tmp_path: Path) -> None:
     outbox = with_overrides(Settings(), handoff={"mode": "outbox", "outbox_dir": str(tmp_path)})
     assert isinstance(make_handoff(outbox, clock=clock), OutboxHandoff)
     assert make_handoff(with_overrides(Settings(), handoff={"mode": "manual"}), clock=clock) is None
+
+
+def test_batches_whose_names_read_alike_and_providers_never_share_a_file(tmp_path: Path) -> None:
+    """``a/b``, ``a b`` and ``a_b`` all read ``a_b`` once made safe for a file name: each batch,
+    and each new provider in a batch, still gets a file of its own, so one provider's file
+    never holds another's keys."""
+    outbox = OutboxHandoff(tmp_path)
+    deliveries = [("a/b", "p1"), ("a b", "p1"), ("a_b", "p1"), ("a_b", "p2"), (None, "p1"), ("no-batch", "p1")]
+    files = [
+        Path(outbox.deliver(batch_name=b, party_id=f"0106:{i}", key=KEY, issued_at=None, new_provider=p)["file"])
+        for i, (b, p) in enumerate(deliveries)
+    ]
+    assert len(set(files)) == len(deliveries) == len(list(tmp_path.iterdir()))
+    for i, path in enumerate(files):  # each holds its one row, under its own header
+        assert path.read_text().splitlines()[1:] == [f"0106:{i},{KEY},,{deliveries[i][1]}"]
+
+
+def test_a_planted_symlink_is_refused_and_nothing_is_written_through_it(tmp_path: Path) -> None:
+    outbox_dir = tmp_path / "out"
+    outbox_dir.mkdir()
+    elsewhere = tmp_path / "world-readable.csv"
+    elsewhere.write_text("")
+    elsewhere.chmod(0o644)
+    path = outbox_file(outbox_dir, "spring", "b")
+    path.symlink_to(elsewhere)
+    dangling = outbox_file(outbox_dir, "summer", "b")
+    dangling.symlink_to(tmp_path / "not-yet")  # O_CREAT would otherwise create the target
+    outbox = OutboxHandoff(outbox_dir)
+    for batch, link in (("spring", path), ("summer", dangling)):
+        with pytest.raises(UnsafeOutboxFile) as caught:
+            outbox.deliver(batch_name=batch, party_id=PARTY, key=KEY, issued_at=None, new_provider="b")
+        assert caught.value.code == "HANDOFF.FILE01" and "symbolic link" in str(caught.value)
+        assert str(link) in str(caught.value) and KEY not in str(caught.value)
+    assert elsewhere.read_text() == "" and stat.S_IMODE(elsewhere.stat().st_mode) == 0o644
+    assert not (tmp_path / "not-yet").exists()
+
+
+def test_a_hard_link_or_a_fifo_in_the_outbox_is_refused(tmp_path: Path) -> None:
+    outbox_dir = tmp_path / "out"
+    outbox_dir.mkdir()
+    other = tmp_path / "other.csv"
+    other.write_text("")
+    outbox_file(outbox_dir, "linked", "b").hardlink_to(other)
+    os.mkfifo(outbox_file(outbox_dir, "piped", "b"))
+    outbox = OutboxHandoff(outbox_dir)
+    for batch, why in (("linked", "2 hard links"), ("piped", "not a regular file")):
+        with pytest.raises(UnsafeOutboxFile, match=why):  # and the FIFO does not hang the worker
+            outbox.deliver(batch_name=batch, party_id=PARTY, key=KEY, issued_at=None, new_provider="b")
+    assert other.read_text() == ""

@@ -62,9 +62,25 @@ def _apply(store: Store, record: MigrationRecord, build: Callable[[MigrationReco
     raise TransitionError(f"party {record.party_id} is being moved by a worker right now; try again")
 
 
+def _undecodable(key: str) -> str | None:
+    """Why ``key`` is not text the vault can encrypt, or None.
+
+    Python hands over bytes that are not UTF-8 (a command-line argument, standard input in
+    the C locale) as lone surrogates, ``\\udc80``-``\\udcff`` for bytes 0x80-0xff; they cannot
+    be encoded again, so without this the key would fail inside the vault, after the checks.
+    Says where the first such byte is, never the key.
+    """
+    for i, ch in enumerate(key):
+        if 0xDC80 <= ord(ch) <= 0xDCFF:
+            return f"the key is not UTF-8 text (byte 0x{ord(ch) - 0xDC00:02x} at position {i + 1})"
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            return f"the key is not text (a lone UTF-16 surrogate at position {i + 1})"
+    return None
+
+
 def key_set(store: Store, vault: KeyVault, settings: Settings, *, party: str, key: str, actor: str) -> MigrationRecord:
     """Supply a (new) inbound key: ``requested``/``key_rejected`` -> ``key_issued``."""
-    problem = key_problem(key)
+    problem = _undecodable(key) or key_problem(key)
     if problem:
         raise InputError(f"key for {party}: {problem}")
     record = active_migration(store, party, action="set a key")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,21 @@ MAX_LINE_BYTES = 64 * 1024  # bounds the memory one line can take (csv's own fie
 ACTIVE_CHUNK = 1000  # ids per is_active call
 _BOM = b"\xef\xbb\xbf"
 _JSON_KINDS = {dict: "an object", list: "an array", bool: "true/false", int: "a number", float: "a number"}
+
+
+class _HugeNumber:
+    """A JSON integer too long for ``int()`` (Python refuses over ``sys.get_int_max_str_digits()``
+    digits with a ValueError from inside ``json``). No column takes a number anyway, so it is
+    kept as its digit count and refused like any other number, in the column it was in."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _parse_int(text: str) -> int | _HugeNumber:
+    limit = sys.get_int_max_str_digits()
+    digits = len(text.lstrip("-"))
+    return _HugeNumber(digits) if limit and digits > limit else int(text)
 
 
 @dataclass(frozen=True)
@@ -245,7 +261,7 @@ def _json_row(line: int, text: str, default_profile: str | None) -> Checked:
         return Checked(line, None, [problem(line, column, None, why)])
 
     try:
-        obj = json.loads(text, object_pairs_hook=_unique_keys)
+        obj = json.loads(text, object_pairs_hook=_unique_keys, parse_int=_parse_int)
     except KeyError as exc:
         return refused("the key appears twice", str(exc.args[0]))
     except json.JSONDecodeError as exc:  # its message quotes no input, so no key can leak
@@ -253,7 +269,7 @@ def _json_row(line: int, text: str, default_profile: str | None) -> Checked:
     except RecursionError:
         return refused("invalid JSON: nested too deeply")
     if not isinstance(obj, dict):
-        kind = _JSON_KINDS.get(type(obj), "a string" if isinstance(obj, str) else "null")
+        kind = _JSON_KINDS.get(type(obj), "a string" if isinstance(obj, str) else _other_kind(obj))
         return refused(f"a line must be a JSON object {{...}}, not {kind}")
     known = ", ".join(COLUMNS)
     problems = [problem(line, k, None, f"unknown key; the keys are {known}") for k in obj if k not in COLUMNS]
@@ -263,8 +279,8 @@ def _json_row(line: int, text: str, default_profile: str | None) -> Checked:
         if isinstance(value, str):
             values[column] = value
         elif value is not None:
-            shown = None if isinstance(value, dict | list) else value
-            kind = _JSON_KINDS.get(type(value), "not a string")
+            shown = None if isinstance(value, dict | list | _HugeNumber) else value
+            kind = _JSON_KINDS.get(type(value), _other_kind(value))
             problems.append(problem(line, column, shown, f"must be a string or null, not {kind}"))
     checked = check_row(line, values, default_profile)
     if problems:  # a mistyped value is reported once, not again as "missing"
@@ -272,6 +288,12 @@ def _json_row(line: int, text: str, default_profile: str | None) -> Checked:
         checked.problems = problems + [p for p in checked.problems if p.column not in mistyped]
         checked.row = None
     return checked
+
+
+def _other_kind(value: object) -> str:
+    if isinstance(value, _HugeNumber):
+        return f"a number ({value.digits} digits)"
+    return "null" if value is None else "not a string"
 
 
 def read_rows(path: Path, *, default_profile: str | None = None) -> Iterator[ImportRow | Problem]:

@@ -13,6 +13,10 @@ Decisions worth knowing:
 - A migration key never appears in a problem unmasked: the ``migration_key`` column is
   always masked with ``keys.mask``, and so is any token of another value that is shaped like
   a valid key, so a shifted column cannot leak one.
+- A value with a lone UTF-16 surrogate (JSON allows ``"\\ud800"``) is refused here, not at the
+  database: it cannot be encoded as UTF-8, so the writer could never store it, and ``--dry-run``
+  must refuse exactly what the real import would. Problems show such a character escaped, so
+  printing a report never fails on it either.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ _PROFILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # profiles/NAME.toml: 
 _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~:-]{0,127}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _KEY_SHAPED = re.compile(r"[^\s,;\"']{8,24}")  # a token that could be a key hiding in another value
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # only a lone one survives decoding: paired ones are combined
 
 
 @dataclass(frozen=True)
@@ -75,14 +80,30 @@ class Problem:
 def problem(line: int, column: str | None, value: object, why: str) -> Problem:
     """The one way problems are made, so no value (nor a header cell) slips past the key masking."""
     if column is not None and column not in COLUMNS:
-        column = _hide_keys(column)
+        column = _escape_surrogates(_hide_keys(column))
     if value is None:
         return Problem(line, column, None, why)
     text = value if isinstance(value, str) else json.dumps(value)
     if column == "migration_key":
-        return Problem(line, column, keys.mask(text), why)
-    text = _hide_keys(text)
+        return Problem(line, column, _escape_surrogates(keys.mask(text)), why)
+    text = _escape_surrogates(_hide_keys(text))
     return Problem(line, column, text if len(text) <= SHOWN else text[: SHOWN - 1] + "…", why)
+
+
+def _escape_surrogates(text: str) -> str:
+    """A lone surrogate as the ``\\udxxx`` it was written as: a report must print and store as UTF-8."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
+def surrogate_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored as UTF-8 (a lone surrogate, and where), or None. Never echoes it."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return (
+        f"character {found.start() + 1} is \\u{ord(found[0]):04x}, half of a UTF-16 surrogate pair "
+        "without its other half: it is not text and cannot be stored"
+    )
 
 
 def _hide_keys(text: str) -> str:
@@ -102,9 +123,11 @@ class Checked:
 def check_row(line: int, values: dict[str, str], default_profile: str | None) -> Checked:
     """Validate one row's values; every fault becomes its own problem, so one pass shows them all."""
     problems: list[Problem] = []
+    unstorable = {c: why for c, v in values.items() if (why := surrogate_problem(v))}
 
     def bad(column: str, value: object, why: str) -> None:
-        problems.append(problem(line, column, value, why))
+        if column not in unstorable:  # reported once below, not again by the column's own rules
+            problems.append(problem(line, column, value, why))
 
     party_text = values.get("party_id", "").strip()
     party_id = None
@@ -153,6 +176,7 @@ def check_row(line: int, values: dict[str, str], default_profile: str | None) ->
         elif not _PROVIDER.fullmatch(provider):
             bad("new_provider", provider, "it goes into the handoff URL: letters, digits and - . _ ~ : only")
 
+    problems += [problem(line, c, values[c], why) for c, why in unstorable.items()]
     if problems or party_id is None or direction is None:
         return Checked(line, None, problems, party_id)
     row = ImportRow(line, party_id, direction, key, profile if inbound else None, name, provider)

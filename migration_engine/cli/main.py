@@ -284,10 +284,21 @@ def _cmd_show(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_from_stdin(party: str) -> str:
+    """The first line of standard input, decoded strictly here: the text layer would raise a bare
+    UnicodeDecodeError in a UTF-8 locale, or smuggle the bytes in as surrogates in the C locale."""
+    raw = sys.stdin.buffer.readline()
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        where = f"byte 0x{raw[exc.start]:02x} at position {exc.start + 1}"
+        raise InputError(f"key for {party}: the key read from standard input (-) is not UTF-8 ({where})") from None
+
+
 def _cmd_key_set(rt: Runtime, args: argparse.Namespace) -> int:
     from migration_engine.backoffice import actions
 
-    key = sys.stdin.readline().strip() if args.key == "-" else args.key
+    key = _key_from_stdin(args.party) if args.key == "-" else args.key
     record = actions.key_set(
         rt.checked_store(),
         rt.vault(),

@@ -96,6 +96,11 @@ def _read_file(choice: ConfigChoice) -> dict[str, Any]:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {choice.path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; tomllib decodes before it parses
+        raise ConfigError(
+            f"config file {choice.path} (from {choice.found_by}) is not UTF-8 text "
+            f"(byte 0x{exc.object[exc.start]:02x} at position {exc.start})"
+        ) from None
 
 
 def _suggest(word: str, choices: list[str], prefix: str = "") -> str:
@@ -207,6 +212,8 @@ def _env_values(
                 raw = Path(raw).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(f"{name}: cannot read the secret file: {exc.strerror}") from None
+            except UnicodeDecodeError as exc:  # the secret's bytes are never shown
+                raise ConfigError(f"{name}: the secret file is not UTF-8 text (at byte {exc.start})") from None
         source = Source("variable", name)
         values[section][key] = _coerce(raw, hints[section][key], section, key, source)
         sources[f"{section}.{key}"] = source

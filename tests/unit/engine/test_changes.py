@@ -16,6 +16,7 @@ from migration_engine.errors import PsbTransientError, TransitionError
 from migration_engine.machine import Direction, State, Trigger
 from migration_engine.settings import Settings, load_settings
 from migration_engine.store import UNCHANGED, Change, EventIn, MigrationRecord
+from tests.support.records import migration_record
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 ISSUED = NOW - timedelta(hours=5)
@@ -34,32 +35,18 @@ API_CALL = EventIn(kind="api_call", actor=WORKER, http_method="PUT", http_path="
 def record(direction: Direction = IN, state: State = State.TAKEN_OVER, **overrides: object) -> MigrationRecord:
     fields: dict[str, object] = dict(
         id=11,
-        batch_id=1,
         batch_name="spring",
-        party_id="0106:12345678",
         direction=direction,
         state=state,
         version=7,
-        profile="default",
-        name="Party",
-        new_provider=None,
         key_ciphertext="gAAAA-ciphertext",
-        key_issued_at=None,
         next_run_at=NOW,
-        attempts=0,
         lease_owner=WORKER,
         lease_until=NOW + timedelta(minutes=5),
-        paused=False,
-        last_error=None,
-        last_error_code=None,
-        failed_state=None,
-        deadline_at=None,
         created_at=NOW - timedelta(days=1),
         updated_at=NOW - timedelta(minutes=1),
-        completed_at=None,
     )
-    fields.update(overrides)
-    return MigrationRecord(**fields)  # type: ignore[arg-type]
+    return migration_record(**(fields | overrides))
 
 
 def worker(s: Settings = SETTINGS) -> ChangeBuilder:

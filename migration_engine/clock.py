@@ -7,6 +7,10 @@ The sandbox and the worker may share one ``ManualClock`` when they run in one pr
 ``skip_to`` is how the worker's loop, idle until a migration's next run, lets time pass:
 a ``ManualClock`` jumps there, the real clock does nothing (the loop looks again every poll
 interval until real time has got there). So tests run the production loop unchanged.
+
+Several workers on one PostgreSQL database compare each other's leases and due times, so
+there the production clock is the database's (``store.db_clock.DatabaseClock``, wired by
+the runtime around ``SystemClock``): a host whose own clock is off cannot take live leases.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ PostgreSQL selects the ids in a CTE ``FOR UPDATE SKIP LOCKED`` first and then up
 (updating straight from a LIMIT-ed locking subquery may update more rows than the limit:
 Oban's note). SQLite runs one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING``
 under ``BEGIN IMMEDIATE``: the write lock makes the select and the update one step.
+
+``now`` is ``db.clock``'s: in production on PostgreSQL that is the database's time carried
+forward on this host (``db_clock.py``), so every worker compares leases and due times on one
+clock without a round trip to the server per claim.
 """
 
 from __future__ import annotations

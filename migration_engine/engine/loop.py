@@ -9,6 +9,9 @@
       │       until_settled and nothing can progress without outside help ──► stop
       │       until_idle: nothing leased, due or scheduled ──► stop
       │                   only later work ──► clock.skip_to(its time) (a ManualClock jumps)
+      │                   leases nobody renews (a crashed step's, a dead worker's) ──►
+      │                     clock.skip_to(now + lease_s), when they have run out
+      │                   another live worker's leases ──► wait for it (real time)
       │
       └─ renew job: every lease_s / 3 of the engine's clock: renew the running steps' leases;
                     heartbeat (also woken by the claim job when a ManualClock has jumped)
@@ -55,6 +58,7 @@ class Driven(Protocol):
     clock: Clock
     poll_interval_s: float
     renew_every: float
+    lease_s: float
 
     @property
     def closing(self) -> bool: ...
@@ -72,6 +76,8 @@ class Driven(Protocol):
     def work_summary(self) -> WorkSummary: ...
 
     def may_claim(self) -> bool: ...
+
+    def others_alive(self) -> bool: ...
 
     def settled(self) -> bool: ...
 
@@ -173,20 +179,33 @@ class Loop:
             return False
 
     def _idle_round(self) -> bool:
+        """Nothing in flight here: stop, or skip the clock to the first moment work can go on.
+
+        A row leased while nothing runs here is another live worker's step (its own worker ends
+        it, in real time: wait) or an orphan: a step of ours that crashed or whose outcome could
+        not be stored, or a worker that died. Nobody renews an orphan's lease; it runs out within
+        ``lease_s``, and only then can the row be claimed again. So with no other worker alive
+        the clock skips there (a ManualClock jumps; the real clock gets there on its own).
+        """
         worker = self._worker
         summary = worker.work_summary()
-        if summary.leased:
-            return False  # another worker's steps, or a crashed step's lease: real time ends them
+        now = worker.clock.now()
+        targets: list[datetime] = []
         if summary.due_now:
             if worker.may_claim():
                 return False  # they became due after the claim: the next poll takes them
             # The open circuit holds them back: let its cool-down pass, a second at a time.
-            target = worker.clock.now() + timedelta(seconds=max(1.0, worker.poll_interval_s))
-        elif summary.scheduled_later and summary.next_run_at is not None:
-            target = summary.next_run_at  # nothing happens before it
-        else:
+            targets.append(now + timedelta(seconds=max(1.0, worker.poll_interval_s)))
+        if summary.scheduled_later and summary.next_run_at is not None:
+            targets.append(summary.next_run_at)  # nothing happens before it
+        if summary.leased:
+            if worker.others_alive():
+                return False  # another worker's steps: it ends them, in real time
+            targets.append(now + timedelta(seconds=worker.lease_s))  # orphaned leases have run out
+        if not targets:
             self._stop.set()  # nothing in flight, leased, due or scheduled: idle
             return False
+        target = min(targets)
         worker.clock.skip_to(target)
         return worker.clock.now() >= target  # a real clock did not move: look again at the next poll
 

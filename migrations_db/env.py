@@ -4,9 +4,15 @@
 ``config.attributes["connection"]``, so the revisions run on the store's engine with its
 SQLite settings, all in one transaction. Without one (plain ``alembic`` use), an engine is
 built from ``sqlalchemy.url``. ``--sql`` (offline) mode renders the SQL for a DBA.
+
+``config.attributes["audit_key"]`` is the audit trail's HMAC key (setting ``audit.key``), which
+revision 0003 re-chains the existing events under; ``Store.upgrade`` passes it, plain ``alembic``
+use takes it from ``PEPPOL_MIGRATE_AUDIT__KEY``. A revision that needs it and finds none refuses.
 """
 
 from __future__ import annotations
+
+import os
 
 from alembic import context
 from sqlalchemy import Connection, create_engine
@@ -15,6 +21,7 @@ from sqlalchemy.pool import NullPool
 from migration_engine.store.schema import metadata
 
 config = context.config
+config.attributes.setdefault("audit_key", os.environ.get("PEPPOL_MIGRATE_AUDIT__KEY") or None)
 
 
 def _configure_and_run(connection: Connection) -> None:

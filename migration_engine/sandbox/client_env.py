@@ -21,6 +21,7 @@ def client_env(
     db_url: str,
     profiles_dir: str | Path = "",
     encryption_key: str | None = None,
+    audit_key: str | None = None,
     concurrency: int = 8,
     poll_interval_s: float = 0.1,
     takeover_poll_s: float = 0.25,
@@ -30,7 +31,8 @@ def client_env(
     """Settings (as environment variables) for an engine that migrates against ``sandbox_url``.
 
     ``extra`` adds or overrides variables by their full name (``PEPPOL_MIGRATE_...``).
-    Without ``encryption_key`` a random key-encryption key is made for this run; without
+    Without ``encryption_key`` a random key-encryption key is made for this run (and without
+    ``audit_key`` a random audit key); without
     ``profiles_dir`` the packaged profiles are used.
     """
     client = SandboxConfig()
@@ -42,6 +44,7 @@ def client_env(
         "PEPPOL_MIGRATE_PSB__CLIENT_SECRET": client.client_secret,
         "PEPPOL_MIGRATE_PSB__MAX_RPS": "0",
         "PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY": encryption_key or secrets.token_urlsafe(32),
+        "PEPPOL_MIGRATE_AUDIT__KEY": audit_key or secrets.token_urlsafe(32),
         "PEPPOL_MIGRATE_HANDOFF__MODE": "https",
         "PEPPOL_MIGRATE_HANDOFF__ENDPOINT": f"{sandbox_url}/sandbox/providers/{{new_provider}}/handoff",
         "PEPPOL_MIGRATE_WORKER__CONCURRENCY": str(concurrency),
@@ -55,10 +58,11 @@ def client_env(
 
 
 # What a user chooses for themselves: where the engine's database is, its key-encryption key
-# (a secret: never printed), where the profiles are, how many steps run at once.
+# and audit key (secrets: never printed), where the profiles are, how many steps run at once.
 _USERS_OWN = (
     "PEPPOL_MIGRATE_DATABASE__URL",
     "PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY",
+    "PEPPOL_MIGRATE_AUDIT__KEY",
     "PEPPOL_MIGRATE_PROFILES__DIR",
     "PEPPOL_MIGRATE_WORKER__CONCURRENCY",
 )
@@ -71,7 +75,7 @@ def shell_exports(sandbox_url: str, *, dns_server: str | None = None, sml_zone: 
     ``dns_server`` (``host:port``) the SML zone's DNS too, for ``verify.peppol_network``. The
     client secret printed is the sandbox's public one, valid against a sandbox only.
     """
-    env = client_env(sandbox_url, db_url="", profiles_dir="", encryption_key="-")
+    env = client_env(sandbox_url, db_url="", profiles_dir="", encryption_key="-", audit_key="-")
     for name in _USERS_OWN:
         env.pop(name)
     if dns_server is not None:

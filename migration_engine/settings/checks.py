@@ -96,6 +96,7 @@ _RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
         "must be a DNS name, e.g. participant.sml.prod.tech.peppol.org",
     ),
     ("verify", "timeout_s"): (lambda v: v > 0, _POSITIVE),
+    ("audit", "key"): (lambda v: not v or len(v) >= 16, "must be at least 16 characters (or unset)"),
 }
 
 
@@ -135,6 +136,11 @@ def check(settings: Settings, sources: Mapping[str, Source] | None = None) -> No
         raise ConfigError(
             f"handoff.mode is https (from {source('handoff.mode').describe('handoff.mode')}) "
             "but handoff.endpoint is empty: set it to the new provider's URL"
+        )
+    if settings.audit.key and settings.audit.key == settings.keys.encryption_key:
+        raise ConfigError(
+            "audit.key is the same secret as keys.encryption_key: give the audit trail a key of its own "
+            "(PEPPOL_MIGRATE_AUDIT__KEY), so that neither key gives away the other's use"
         )
     if settings.verify.peppol_network and not settings.verify.econnect_smp_host.strip():
         raise ConfigError(

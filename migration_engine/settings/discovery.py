@@ -92,7 +92,8 @@ def starter_config_text() -> str:
         "# Relative paths here (the SQLite file of database.url, handoff.outbox_dir, profiles.dir)",
         "# are relative to this file's folder. PEPPOL_MIGRATE_<SECTION>__<KEY> overrides a value.",
         "# Secrets never go here: set PEPPOL_MIGRATE_PSB__CLIENT_SECRET, PEPPOL_MIGRATE_PSB__PASSWORD,",
-        "# PEPPOL_MIGRATE_PSB__SUBSCRIPTION_KEY and PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY in the environment",
+        "# PEPPOL_MIGRATE_PSB__SUBSCRIPTION_KEY, PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY and PEPPOL_MIGRATE_AUDIT__KEY",
+        "# in the environment",
         "# (or the same name + _FILE naming a file that holds it).",
         "# `peppol-migrate config show` prints the effective settings and where each came from.",
     ]

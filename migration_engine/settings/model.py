@@ -62,6 +62,13 @@ class KeysSettings:
     ttl_h: float = 168.0
     reissue_expired: bool = False
     encryption_key: str = field(default="", repr=False)
+    new_encryption_key: str = field(default="", repr=False)  # `keys rotate`'s new key only
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    # The audit trail's HMAC key: a secret, apart from keys.encryption_key.
+    key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,7 @@ class Settings:
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     profiles: ProfilesSettings = field(default_factory=ProfilesSettings)
     verify: VerifySettings = field(default_factory=VerifySettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
 
 SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
@@ -113,6 +121,8 @@ SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
         ("psb", "password"),
         ("psb", "subscription_key"),
         ("keys", "encryption_key"),
+        ("keys", "new_encryption_key"),
+        ("audit", "key"),
     }
 )
 HANDOFF_MODES = ("outbox", "https", "manual")

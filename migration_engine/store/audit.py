@@ -1,16 +1,19 @@
-"""The audit trail's hash chain: building events, reading them, verifying the chains.
+"""The audit trail's keyed hash chain: building events and reading them back.
 
-Each event's ``hash`` is the hex SHA-256 of a canonical JSON object (sorted keys, no
-whitespace, UTF-8) holding the event's content fields — migration id, seq, time (ISO 8601
-UTC, microseconds), actor, kind, states, trigger, HTTP fields, the detail text exactly as
-stored — and ``prev_hash``, the hash of the migration's previous event ("" for seq 1).
-Changing, deleting or reordering a stored event breaks the chain from there on; the
-migration row keeps the seq of the chain's head, so deleting the last event shows too.
+Each event's ``hash`` is the hex HMAC-SHA256, under the audit key (setting ``audit.key``), of
+a canonical JSON object (sorted keys, no whitespace, UTF-8) holding the event's content
+fields — migration id, seq, time (ISO 8601 UTC, microseconds), actor, kind, states, trigger,
+HTTP fields, the detail text exactly as stored — and ``prev_hash``, the hash of the
+migration's previous event ("" for seq 1). Changing, deleting or reordering a stored event
+breaks the chain from there on, and without the key nobody can compute a chain that verifies.
+The ``created`` event's detail names the party, the direction and the batch, so the row is
+bound to its chain; ``audit_verify`` checks the rows against their chains.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -18,10 +21,11 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, bindparam, insert, select
 
+from migration_engine.errors import ConfigError
 from migration_engine.machine import State, Trigger
-from migration_engine.store.database import Database
-from migration_engine.store.records import EVENT_KINDS, AuditEvent, BrokenLink, EventIn
-from migration_engine.store.schema import audit_events, migrations
+from migration_engine.store.database import AUDIT_KEY_INFO, Database
+from migration_engine.store.records import EVENT_KINDS, AuditEvent, EventIn
+from migration_engine.store.schema import audit_events
 
 # The content fields, in no particular order: the canonical JSON sorts its keys.
 HASHED_FIELDS = (
@@ -42,7 +46,9 @@ HASHED_FIELDS = (
     "prev_hash",
 )
 
-_VERIFY_PAGE = 2000
+AUDIT_KEY_VARIABLE = "PEPPOL_MIGRATE_AUDIT__KEY"
+MIN_KEY_LENGTH = 16
+_KEY_ID_TEXT = b"peppol-migrate audit key id"
 
 # Built once: the chain head's hash when a caller did not read it already (one lookup on the
 # (migration_id, seq) unique index).
@@ -64,19 +70,51 @@ def detail_text(detail: Mapping[str, Any]) -> str:
         raise ValueError(f"audit detail is not JSON serialisable: {exc}") from exc
 
 
-def event_hash(row: Mapping[Any, Any]) -> str:
-    """The hash of one event row (a mapping with at least ``HASHED_FIELDS``)."""
+def _checked_key(key: str | None) -> bytes:
+    if not key:
+        raise ConfigError(
+            f"no audit key: set {AUDIT_KEY_VARIABLE} (setting audit.key, at least {MIN_KEY_LENGTH} characters, "
+            "e.g. `openssl rand -base64 32`; keep it apart from the key-encryption key): the audit trail's "
+            "hashes are keyed with it"
+        )
+    if len(key) < MIN_KEY_LENGTH:
+        raise ConfigError(f"the audit key ({AUDIT_KEY_VARIABLE}) is shorter than {MIN_KEY_LENGTH} characters")
+    return key.encode("utf-8")
+
+
+def require_key(db: Database) -> bytes:
+    """The audit key as HMAC key bytes; ``ConfigError`` (exit 2) naming the setting when it is
+    not configured or too short. Every command that writes or verifies the audit trail needs it."""
+    return _checked_key(db.audit_key)
+
+
+def connection_key(conn: Connection) -> bytes:
+    """The audit key of the store whose write transaction ``conn`` is (``Database.write`` puts
+    it on the connection), refused as ``require_key`` refuses it."""
+    key = conn.info.get(AUDIT_KEY_INFO)
+    return _checked_key(key if isinstance(key, str) else None)
+
+
+def key_id(key: bytes) -> str:
+    """A short public name of an audit key (an HMAC of a fixed text), to tell keys apart."""
+    return hmac.new(key, _KEY_ID_TEXT, hashlib.sha256).hexdigest()[:16]
+
+
+def event_hash(row: Mapping[Any, Any], key: bytes) -> str:
+    """The keyed hash of one event row (a mapping with at least ``HASHED_FIELDS``)."""
     content = {name: row[name] for name in HASHED_FIELDS}
     content["at"] = _canonical_time(row["at"])
     blob = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return hmac.new(key, blob.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def event_row(*, migration_id: int, seq: int, at: datetime, prev_hash: str, event: EventIn) -> dict[str, Any]:
+def event_row(
+    *, migration_id: int, seq: int, at: datetime, prev_hash: str, event: EventIn, key: bytes
+) -> dict[str, Any]:
     """The row to insert for ``event``, normalised to what the database gives back, and hashed."""
     if event.kind not in EVENT_KINDS:
         raise ValueError(f"unknown audit event kind {event.kind!r}; use one of {sorted(EVENT_KINDS)}")
@@ -99,17 +137,19 @@ def event_row(*, migration_id: int, seq: int, at: datetime, prev_hash: str, even
         "detail": detail_text(event.detail),
         "prev_hash": prev_hash,
     }
-    row["hash"] = event_hash(row)
+    row["hash"] = event_hash(row, key)
     return row
 
 
 def chain_rows(
-    *, migration_id: int, first_seq: int, at: datetime, prev_hash: str, events: Iterable[EventIn]
+    *, migration_id: int, first_seq: int, at: datetime, prev_hash: str, events: Iterable[EventIn], key: bytes
 ) -> list[dict[str, Any]]:
     """Rows for ``events`` appended after ``prev_hash``, numbered from ``first_seq``."""
     rows = []
     for offset, ev in enumerate(events):
-        row = event_row(migration_id=migration_id, seq=first_seq + offset, at=at, prev_hash=prev_hash, event=ev)
+        row = event_row(
+            migration_id=migration_id, seq=first_seq + offset, at=at, prev_hash=prev_hash, event=ev, key=key
+        )
         prev_hash = row["hash"]
         rows.append(row)
     return rows
@@ -122,12 +162,14 @@ def next_rows(
     head_seq: int,
     at: datetime,
     events: Iterable[EventIn],
+    key: bytes | None = None,
     head_hash: str | None = None,
 ) -> list[dict[str, Any]]:
     """The rows that append ``events`` after the chain head ``head_seq`` (``append`` without the
     insert, so a caller can insert the rows of several migrations at once). The head's hash is
     ``head_hash`` when the caller read it already (``moves`` does, in its RETURNING), else one
-    indexed lookup finds it."""
+    indexed lookup finds it. ``key`` defaults to the audit key of the write transaction ``conn``."""
+    key = connection_key(conn) if key is None else key
     prev_hash = ""
     if head_seq > 0:
         found = head_hash
@@ -135,7 +177,9 @@ def next_rows(
             found = conn.execute(_HEAD_HASH, {"mid": migration_id, "seq": head_seq}).scalar_one_or_none()
         # A missing head is already a broken chain that `audit verify` reports; keep recording.
         prev_hash = found or ""
-    return chain_rows(migration_id=migration_id, first_seq=head_seq + 1, at=at, prev_hash=prev_hash, events=events)
+    return chain_rows(
+        migration_id=migration_id, first_seq=head_seq + 1, at=at, prev_hash=prev_hash, events=events, key=key
+    )
 
 
 def insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -175,60 +219,3 @@ def events_of(conn: Connection, migration_id: int) -> list[AuditEvent]:
         select(audit_events).where(audit_events.c.migration_id == migration_id).order_by(audit_events.c.seq)
     ).mappings()
     return [to_event(row) for row in rows]
-
-
-def _first_break(events: list[RowMapping], head_seq: int) -> tuple[int, str] | None:
-    """The first seq of one migration's chain that does not verify, and why."""
-    prev_hash = ""
-    expected = 1
-    for row in events:
-        seq = row["seq"]
-        if seq != expected:
-            return expected, f"event {expected} is missing (deleted?)"
-        if row["prev_hash"] != prev_hash:
-            return seq, "prev_hash does not match the previous event's hash (an earlier event changed)"
-        if event_hash(row) != row["hash"]:
-            return seq, "the event's content does not match its hash (changed)"
-        prev_hash = row["hash"]
-        expected += 1
-    if expected <= head_seq:
-        return expected, f"events {expected}..{head_seq} are missing (deleted?)"
-    if expected - 1 > head_seq:
-        return (
-            head_seq + 1,
-            f"event {head_seq + 1} is beyond the chain head {head_seq} recorded on the migration",
-        )
-    return None
-
-
-def verify(db: Database) -> list[BrokenLink]:
-    """Check every migration's chain; one ``BrokenLink`` (the first break) per broken chain.
-
-    Pages through migrations by id in short read transactions, so a big trail neither holds a
-    transaction open for long nor loads everything at once.
-    """
-    broken: list[BrokenLink] = []
-    last_id = 0
-    while True:
-        with db.read("verify the audit trail") as conn:
-            heads = conn.execute(
-                select(migrations.c.id, migrations.c.party_id, migrations.c.event_seq)
-                .where(migrations.c.id > last_id)
-                .order_by(migrations.c.id)
-                .limit(_VERIFY_PAGE)
-            ).all()
-            if not heads:
-                return broken
-            lo, hi = heads[0].id, heads[-1].id
-            by_migration: dict[int, list[RowMapping]] = {}
-            for row in conn.execute(
-                select(audit_events)
-                .where(audit_events.c.migration_id.between(lo, hi))
-                .order_by(audit_events.c.migration_id, audit_events.c.seq)
-            ).mappings():
-                by_migration.setdefault(row["migration_id"], []).append(row)
-        for head in heads:
-            found = _first_break(by_migration.get(head.id, []), head.event_seq)
-            if found is not None:
-                broken.append(BrokenLink(migration_id=head.id, party_id=head.party_id, seq=found[0], reason=found[1]))
-        last_id = hi

@@ -38,6 +38,7 @@ from migration_engine.errors import ActiveMigrationExists, ConfigError, SchemaOu
 from migration_engine.store.schema import batches
 
 _IMMEDIATE = "peppol_migrate_begin_immediate"
+AUDIT_KEY_INFO = "peppol_migrate_audit_key"  # a write connection's audit key (store/audit.py reads it)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -154,9 +155,10 @@ def _reason(exc: SQLAlchemyError) -> str:
 class Database:
     """An engine plus the store's conventions: short transactions, translated errors."""
 
-    def __init__(self, url: str, *, clock: Clock, pool_size: int) -> None:
+    def __init__(self, url: str, *, clock: Clock, pool_size: int, audit_key: str | None = None) -> None:
         self.url = normalise_url(url)
         self.clock = clock
+        self.audit_key = audit_key or None  # the audit trail's HMAC key (audit.require_key checks it)
         self.dialect = self.url.get_backend_name()
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(self.url, pool_size)
@@ -217,9 +219,11 @@ class Database:
         """A short write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
         if self._write_lock is None:
             with self.translate(action), self._write_engine.begin() as conn:
+                conn.info[AUDIT_KEY_INFO] = self.audit_key  # for the audit events this write appends
                 yield conn
             return
         with self._write_lock, self.translate(action), self._write_engine.begin() as conn:
+            conn.info[AUDIT_KEY_INFO] = self.audit_key
             yield conn
 
     def batch_name(self, conn: Connection, batch_id: int | None) -> str | None:

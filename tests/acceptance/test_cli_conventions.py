@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from migration_engine import __version__
-from tests.support import ROOT
+from tests.support import ROOT, TEST_AUDIT_KEY
 from tests.support.cli import BIN, peppol_migrate
 
 
@@ -24,7 +24,11 @@ def refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
 
 @pytest.fixture
 def db_env(tmp_path) -> dict[str, str]:
-    return {"PEPPOL_MIGRATE_DATABASE__URL": f"sqlite:///{tmp_path / 'conventions.db'}"}
+    # Importing writes audit events: the audit key is needed (reading commands do without it).
+    return {
+        "PEPPOL_MIGRATE_DATABASE__URL": f"sqlite:///{tmp_path / 'conventions.db'}",
+        "PEPPOL_MIGRATE_AUDIT__KEY": TEST_AUDIT_KEY,
+    }
 
 
 def test_version() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import ROOT, TEST_KEK
+from tests.support import ROOT, TEST_AUDIT_KEY, TEST_KEK
 from tests.support.cli import BIN, as_json, peppol_migrate
 
 START_TIMEOUT_S = 30.0
@@ -104,8 +104,10 @@ def test_the_printed_lines_point_the_cli_at_the_sandbox(tmp_path, start_sandbox)
     assert env["PEPPOL_MIGRATE_PSB__BASE_URL"] == f"http://127.0.0.1:{port}"
     assert env["PEPPOL_MIGRATE_PSB__CLIENT_SECRET"] == "sandbox-secret"  # the public sandbox credential
     assert "PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY" not in env  # the user's own secret: never printed
+    assert "PEPPOL_MIGRATE_AUDIT__KEY" not in env
     env["PEPPOL_MIGRATE_DATABASE__URL"] = f"sqlite:///{tmp_path / 'try.db'}"
     env["PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY"] = TEST_KEK
+    env["PEPPOL_MIGRATE_AUDIT__KEY"] = TEST_AUDIT_KEY
 
     assert peppol_migrate("db", "upgrade", env=env, cwd=ROOT, timeout=60).returncode == 0
     imported = peppol_migrate("import", str(batch), "--batch", "try", env=env, cwd=ROOT, timeout=60)

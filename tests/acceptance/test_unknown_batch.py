@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support import TEST_AUDIT_KEY
 from tests.support.cli import peppol_migrate
 
 
 @pytest.fixture
 def db_env(tmp_path) -> dict[str, str]:
-    env = {"PEPPOL_MIGRATE_DATABASE__URL": f"sqlite:///{tmp_path / 'unknown.db'}"}
+    env = {
+        "PEPPOL_MIGRATE_DATABASE__URL": f"sqlite:///{tmp_path / 'unknown.db'}",
+        "PEPPOL_MIGRATE_AUDIT__KEY": TEST_AUDIT_KEY,
+    }
     assert peppol_migrate("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
     batch = tmp_path / "spring.csv"
     batch.write_text("party_id,direction,new_provider\n0106:50000001,from-econnect,provider-b\n", encoding="utf-8")

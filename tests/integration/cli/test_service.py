@@ -19,7 +19,7 @@ from migration_engine.engine.breaker import CircuitBreaker
 from migration_engine.engine.metrics import WorkerMetrics
 from migration_engine.engine.runtime import Runtime
 from migration_engine.store import Store
-from tests.support import engine_settings, kvk, seed_batch
+from tests.support import TEST_AUDIT_KEY, engine_settings, kvk, seed_batch
 from tests.support.postgres import connect as connect_postgres
 
 
@@ -48,7 +48,7 @@ def value(samples, name, **labels) -> float | None:
 
 
 def test_ready_only_with_a_current_schema_and_a_closed_circuit(db_url, clock):
-    store = Store(db_url, clock=clock)
+    store = Store(db_url, clock=clock, audit_key=TEST_AUDIT_KEY)
     breaker = CircuitBreaker(clock=clock, cooldown_s=30)
     readiness = WorkerReadiness(store, lambda: breaker.state)
     with ServiceServer(registry=WorkerMetrics().registry, readiness=readiness) as service:
@@ -90,7 +90,7 @@ def own_postgres_database(postgres_admin_url):
 @pytest.mark.postgres
 def test_unready_while_the_database_is_gone_and_ready_when_it_is_back(own_postgres_database):
     admin, name, url = own_postgres_database
-    store = Store(url, clock=ManualClock())
+    store = Store(url, clock=ManualClock(), audit_key=TEST_AUDIT_KEY)
     store.upgrade()
     metrics = WorkerMetrics(store=store, circuit=lambda: "closed")
     with ServiceServer(registry=metrics.registry, readiness=WorkerReadiness(store, lambda: "closed")) as service:

@@ -29,6 +29,7 @@ from migration_engine.store import (
 from migration_engine.store.audit import event_hash
 from migration_engine.store.schema import OPEN_STATE_PREDICATE, metadata
 from migration_engine.store.versioning import SCHEMA_HEAD, head_revisions
+from tests.support import TEST_AUDIT_KEY
 
 IN, OUT = Direction.TO_ECONNECT, Direction.FROM_ECONNECT
 LEASE_S = 60.0
@@ -162,7 +163,13 @@ def test_add_migrations_writes_rows_batch_and_created_events(store: Store, clock
         State.REQUESTED,
         "",
     )
-    assert created.detail == {"batch": "b1", "direction": "from-econnect", "has_key": False}
+    assert created.detail == {
+        "party_id": one.party_id,
+        "batch": "b1",
+        "batch_id": batch_id,
+        "direction": "from-econnect",
+        "has_key": False,
+    }
     assert len(created.hash) == 64
     assert store.get(one.id) == one
     assert store.get(10**6) is None
@@ -529,7 +536,8 @@ def test_verify_audit_detects_a_rehashed_event_by_the_next_link(
         "detail": '{"poll":0}',
         "prev_hash": row.prev_hash,
     }
-    run_sql("UPDATE audit_events SET actor = 'mallory', hash = :h WHERE id = :id", h=event_hash(forged), id=row.id)
+    forged_hash = event_hash(forged, TEST_AUDIT_KEY.encode())
+    run_sql("UPDATE audit_events SET actor = 'mallory', hash = :h WHERE id = :id", h=forged_hash, id=row.id)
     [broken] = store.verify_audit()
     assert broken.seq == row.seq + 1 and "prev_hash" in broken.reason
 
@@ -549,13 +557,14 @@ def test_verify_audit_detects_deleted_events(store: Store, clock: ManualClock, r
 
 
 def test_in_memory_sqlite_works_for_single_threaded_tests(clock: ManualClock) -> None:
-    store = Store("sqlite://", clock=clock)
+    store = Store("sqlite://", clock=clock, audit_key=TEST_AUDIT_KEY)
     try:
         store.upgrade()
         store.check_schema()
         add(store, new(1, due=clock.now()))
         [claimed] = store.claim_due(worker_id="w1", limit=5, lease_s=LEASE_S)
-        assert store.apply(move(claimed, State.KEY_ISSUED, lease_owner="w1")) is not None
+        step = transition(claimed, State.KEY_ISSUED, Trigger.KEY_RECEIVED)
+        assert store.apply(move(claimed, State.KEY_ISSUED, step, lease_owner="w1")) is not None
         assert store.verify_audit() == []
     finally:
         store.close()

@@ -13,6 +13,7 @@ import pytest
 
 from migration_engine.clock import ManualClock
 from migration_engine.store import Store
+from tests.support import TEST_AUDIT_KEY
 from tests.support.cli import peppol_migrate
 
 
@@ -36,7 +37,7 @@ def test_db_upgrade_and_a_write_leave_the_database_and_its_wal_and_shm_0600(tmp_
     upgraded = peppol_migrate("db", "upgrade", env={"PEPPOL_MIGRATE_DATABASE__URL": url}, cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
 
-    store = Store(url, clock=ManualClock())
+    store = Store(url, clock=ManualClock(), audit_key=TEST_AUDIT_KEY)
     try:
         batch_id = store.ensure_batch("spring", source="spring.csv")
         assert store.ensure_batch("spring") == batch_id  # the write is there to read back
@@ -49,11 +50,11 @@ def test_db_upgrade_and_a_write_leave_the_database_and_its_wal_and_shm_0600(tmp_
 
 def test_an_existing_database_keeps_the_mode_its_operator_gave_it(tmp_path: Path, open_umask: None) -> None:
     db = tmp_path / "shared.db"
-    first = Store(f"sqlite:///{db}", clock=ManualClock())
+    first = Store(f"sqlite:///{db}", clock=ManualClock(), audit_key=TEST_AUDIT_KEY)
     first.upgrade()
     first.close()
     db.chmod(0o640)  # e.g. readable by a reporting group, on purpose
-    store = Store(f"sqlite:///{db}", clock=ManualClock())
+    store = Store(f"sqlite:///{db}", clock=ManualClock(), audit_key=TEST_AUDIT_KEY)
     try:
         store.ensure_batch("b1")
     finally:

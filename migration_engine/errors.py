@@ -9,6 +9,8 @@ migration key, token or secret ever appears in one unmasked.
     │   └── ImportRejected             an import file had bad rows; carries the row report
     ├── ConfigError                    a setting is missing or malformed: exit 2
     ├── SecretError                    key-encryption key missing or wrong: exit 2
+    │   └── StoredKeyUnreadable        one migration's stored key does not open (moved
+    │                                  from another row, altered, another key): that row only
     ├── StoreError                     the database refused or is unusable: exit 1
     │   ├── SchemaOutOfDate            ``db upgrade`` has not been run: exit 2
     │   └── ActiveMigrationExists      a party already has an open migration: exit 2
@@ -58,6 +60,17 @@ class SecretError(PeppolMigrateError):
     """The key-encryption key is missing, malformed, or does not decrypt the stored keys."""
 
     exit_code = 2
+
+
+class StoredKeyUnreadable(SecretError):
+    """One migration's stored key does not open with the (checked) key-encryption key: it was
+    sealed for another migration, altered, or sealed by another key. The worker fails just
+    that migration (needs_attention); ``keys export`` skips just that row."""
+
+    def __init__(self, message: str, *, migration_id: int, party_id: str) -> None:
+        super().__init__(message)
+        self.migration_id = migration_id
+        self.party_id = party_id
 
 
 class StoreError(PeppolMigrateError):

@@ -1,7 +1,8 @@
 """Importing a batch: validate every row first, then write all or nothing.
 
 The file is read twice, streaming both times: once to validate (keeping only the set of
-party ids seen), once to write. Keys are encrypted before they reach the store.
+party ids seen), once to write. Keys are sealed (bound to their new migration's id) as the
+store writes them, in the import's one transaction.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def import_file(
         raise InputError(f"{file}: no such file")
     store = rt.checked_store()
     settings = rt.settings
+    # A configured key-encryption key is checked first, before the file is read: a wrong one
+    # is refused (exit 2) with nothing done. Without one, only a file bringing keys is refused.
+    checked = rt.vault() if settings.keys.encryption_key and not dry_run else None
 
     def is_active(party_ids: Iterable[str]) -> set[str]:
         ids = list(party_ids)
@@ -98,14 +102,25 @@ def import_file(
     }
     if dry_run:
         return plan
-    vault = rt.vault() if result.with_key else None
+    vault = (checked or rt.vault()) if result.with_key else None
     now = rt.clock.now()
+    # Keys are sealed for their migration id, which the store allocates as it writes: each
+    # row's key waits here (a chunk's worth at most) until ``seal`` is asked for it.
+    waiting: dict[str, str] = {}
+
+    def seal(migration_id: int, party_id: str) -> str | None:
+        key = waiting.pop(party_id, None)
+        if key is None or vault is None:
+            return None
+        return vault.encrypt(key, migration_id=migration_id, party_id=party_id)
 
     def items() -> Iterator[NewMigration]:
         for n, row in enumerate(iter_valid_rows(file, default_profile=settings.profiles.default), 1):
             if progress is not None and n % 500 == 0:
                 progress.advance(500)
             has_key = row.migration_key is not None
+            if row.migration_key:
+                waiting[row.party_id] = row.migration_key
             yield NewMigration(
                 party_id=row.party_id,
                 direction=row.direction,
@@ -113,7 +128,6 @@ def import_file(
                 profile=row.profile,
                 name=row.name,
                 new_provider=row.new_provider,
-                key_ciphertext=vault.encrypt(row.migration_key) if vault and row.migration_key else None,
                 next_run_at=due_times.next_run_at(
                     row.direction, State.REQUESTED, has_key=has_key, settings=settings, now=now
                 ),
@@ -123,7 +137,9 @@ def import_file(
         progress.phase("writing")
     # The batch row is created inside the import's one transaction, so an import that is
     # refused midway (an open migration found, a database error) leaves no empty batch behind.
-    plan["imported"] = store.add_migrations(batch_name=name, items=items(), actor=actor, batch_source=str(file))
+    plan["imported"] = store.add_migrations(
+        batch_name=name, items=items(), actor=actor, batch_source=str(file), seal=seal
+    )
     if progress is not None:
         progress.advance(plan["imported"] - progress.done)
     return plan

@@ -31,7 +31,7 @@ from pathlib import Path
 from migration_engine.engine import changes
 from migration_engine.engine.changes import Actor
 from migration_engine.engine.handoff import OutboxHandoff
-from migration_engine.errors import InputError
+from migration_engine.errors import InputError, StoredKeyUnreadable
 from migration_engine.keys import KeyVault, mask
 from migration_engine.machine import Direction, State, Trigger
 from migration_engine.settings import Settings
@@ -145,11 +145,19 @@ def export_keys(
     if path.exists() and not force:
         raise InputError(f"{path} exists; choose another --out or add --force to replace it")
     result = ExportResult(batch=batch_name, file=None)
-    records = _candidates(store, batch_name, result)
+    # Decrypt everything before writing anything. A wrong key-encryption key never gets here
+    # (the vault is checked first); a key that does not open for its row (moved from another
+    # row, altered) skips just that row, which stays key_issued.
+    records, keys = [], []
+    for record in _candidates(store, batch_name, result):
+        try:
+            keys.append(vault.decrypt(record.key_ciphertext or "", migration_id=record.id, party_id=record.party_id))
+        except StoredKeyUnreadable as exc:
+            result.skipped.append(Skipped(record.party_id, record.state.value, str(exc)))
+            continue
+        records.append(record)
     if not records:
         return result
-    # Decrypt everything before writing anything: a wrong key-encryption key leaves no file.
-    keys = [vault.decrypt(r.key_ciphertext or "") for r in records]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(OutboxHandoff.HEADER)

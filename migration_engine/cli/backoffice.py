@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from migration_engine.cli import keys_cmd
 from migration_engine.errors import InputError
 
 if TYPE_CHECKING:
@@ -25,7 +27,7 @@ REPORT_FORMATS = ("csv", "json", "html")
 
 def add_parsers(sub: Any) -> None:
     """Add `keys export` and `report` to the CLI's subcommands."""
-    keys = sub.add_parser("keys", help="outbound keys").add_subparsers(dest="keys_command", required=True)
+    keys = sub.add_parser("keys", help="outbound keys; keys at rest").add_subparsers(dest="keys_command", required=True)
     ex = keys.add_parser(
         "export",
         help="write a batch's outbound keys waiting for handoff to a CSV (mode 0600), mark them delivered",
@@ -38,6 +40,7 @@ def add_parsers(sub: Any) -> None:
     ex.add_argument("--force", action="store_true", help="replace FILE if it exists")
     ex.add_argument("--actor", default=None, help="who exports (default: the OS user)")
     ex.add_argument("--json", action="store_true")
+    keys_cmd.add_parser(keys)  # keys rotate
 
     rep = sub.add_parser("report", help="a batch's outcome per party, as CSV, JSON or a self-contained HTML page")
     rep.add_argument("--batch", required=True)
@@ -108,7 +111,10 @@ def cmd_report(rt: Runtime, args: argparse.Namespace) -> int:
         return 0
     path = Path(args.out)
     try:
-        with path.open("w", encoding="utf-8", newline="") as fh:
+        # 0600 like the database: a report names every party of the batch and its errors.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             n = report_formats.write(rep, args.format, fh)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -20,6 +20,11 @@ if TYPE_CHECKING:  # imported where built: `status` needs the store alone, not h
     from migration_engine.store import Store
 
 
+def _is_postgres(url: str) -> bool:
+    """Whether a database URL names PostgreSQL (a bad URL is reported where the store is built)."""
+    return url.partition("://")[0].partition("+")[0].strip().lower() in ("postgres", "postgresql")
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -27,13 +32,23 @@ class Runtime:
     _store: Store | None = None
     _psb: PsbClient | None = None
     _profiles: ProfileCatalog | None = None
+    _vault: KeyVault | None = None
+
+    def __post_init__(self) -> None:
+        # One clock for every worker: on PostgreSQL the system clock (not an injected one)
+        # becomes the database's time, read through the store (store/db_clock.py). SQLite
+        # is one host: its clock is the database's.
+        if isinstance(self.clock, SystemClock) and _is_postgres(self.settings.database.url):
+            from migration_engine.store.db_clock import DatabaseClock
+
+            self.clock = DatabaseClock(self.clock, lambda: self.store.server_time())
 
     @property
     def store(self) -> Store:
         if self._store is None:
             from migration_engine.store import Store
 
-            self._store = Store(self.settings.database.url, clock=self.clock)
+            self._store = Store(self.settings.database.url, clock=self.clock, audit_key=self.settings.audit.key or None)
         return self._store
 
     def database_label(self) -> str:
@@ -56,20 +71,18 @@ class Runtime:
         return self._profiles
 
     def vault(self) -> KeyVault:
-        """The key vault; ``SecretError`` when the key-encryption key is missing or too short."""
-        from migration_engine.keys import KeyVault
+        """The key vault, the one place the configured key-encryption key is checked: against the
+        database's check value (store/vault.py), before anything is encrypted or decrypted.
+        ``SecretError`` (exit 2, naming PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY) when it is missing,
+        weak or not the key the stored migration keys were sealed with. Opened once per runtime."""
+        if self._vault is None:
+            self._vault = self.checked_store().open_vault(self.settings.keys.encryption_key)
+        return self._vault
 
-        return KeyVault(self.settings.keys.encryption_key)
-
-    def checked_vault(self, store: Store) -> KeyVault:
-        """The key vault, refusing (``SecretError``, exit 2) a missing or short key-encryption key
-        and one that does not decrypt a key already stored: a worker started with the wrong
-        environment would otherwise run every party with a key into needs_attention."""
-        vault = self.vault()
-        stored = store.a_stored_key()
-        if stored is not None:
-            vault.decrypt(stored)  # SecretError says which setting is wrong
-        return vault
+    def checked_vault(self, store: Store | None = None) -> KeyVault:
+        """``vault()``: a worker started with the wrong key-encryption key would otherwise run
+        every party with a key into needs_attention."""
+        return self.vault()
 
     @property
     def psb(self) -> PsbClient:
@@ -134,6 +147,7 @@ class Runtime:
         from migration_engine.engine.worker import Worker
 
         store = self.checked_store()
+        store.require_audit_key()  # every move appends audit events: refuse before the first claim
         return Worker(
             store=store,
             psb=self.psb,

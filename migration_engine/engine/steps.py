@@ -53,7 +53,7 @@ def _key(ctx: StepContext, m: MigrationRecord) -> str:
         raise PsbPermanentError("no migration key is stored for this migration", party_id=m.party_id)
     if ctx.vault is None:
         raise PsbPermanentError("keys.encryption_key is not set, so the stored key cannot be read", party_id=m.party_id)
-    return ctx.vault.decrypt(m.key_ciphertext)
+    return ctx.vault.decrypt(m.key_ciphertext, migration_id=m.id, party_id=m.party_id)
 
 
 def _profile(ctx: StepContext, m: MigrationRecord) -> Profile:
@@ -261,7 +261,7 @@ def outbound_prepare(ctx: StepContext, m: MigrationRecord) -> Outcome:
         raise PsbPermanentError("keys.encryption_key is not set: cannot store the key", party_id=m.party_id)
     ttl = timedelta(hours=ctx.settings.keys.ttl_h)
     if m.key_ciphertext is not None and m.key_issued_at is not None and ctx.now < m.key_issued_at + ttl:
-        stored = mask(ctx.vault.decrypt(m.key_ciphertext))
+        stored = mask(_key(ctx, m))
         return Advance(Trigger.KEY_PREPARED, detail={"key": stored, "note": "a valid key is stored already"})
     ctx.fence()  # a stale worker's prepare would replace the key another worker stored
     try:
@@ -271,7 +271,7 @@ def outbound_prepare(ctx: StepContext, m: MigrationRecord) -> Outcome:
     return Advance(
         Trigger.KEY_PREPARED,
         detail={"key": mask(key)},
-        key_ciphertext=ctx.vault.encrypt(key),
+        key_ciphertext=ctx.vault.encrypt(key, migration_id=m.id, party_id=m.party_id),
         key_issued_at=ctx.now,
     )
 

@@ -186,8 +186,11 @@ def test_csv_and_json_reports_have_a_row_per_party(finished_batch, tmp_path):
     assert {r["paused"] for r in rows} == {"true", "false"}
 
     out = tmp_path / "report.json"
+    out.write_text("an older, world-readable report", encoding="utf-8")
+    out.chmod(0o644)
     written = peppol_migrate("report", "--batch", BATCH, "--format", "json", "--out", str(out), env=env, cwd=ROOT)
     assert written.returncode == 0 and "10 parties" in written.stderr
+    assert out.stat().st_mode & 0o777 == 0o600  # a report names every party: owner only, even when overwritten
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["batch"] == BATCH and data["summary"] == {k: v for k, v in status.items() if k != "workers"}
     assert [p["party_id"] for p in data["parties"]] == [r["party_id"] for r in rows]

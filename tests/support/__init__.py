@@ -23,7 +23,9 @@ from migration_engine.settings import Settings, load_settings
 ROOT = Path(__file__).parents[2]
 PROFILES = ROOT / "config" / "profiles"
 PROVIDER = "provider-b"
-TEST_KEK = "test-key-encryption-key-0123456789"
+# A 32-byte key in base64 (the documented form: used as is, no scrypt), so tests open vaults fast.
+TEST_KEK = "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMDEyMzQ1Njc="
+TEST_AUDIT_KEY = "test-audit-key-0123456789abcdef"
 
 HAPPY_PATH = {
     Direction.TO_ECONNECT: (
@@ -59,6 +61,7 @@ def engine_env(db_url: str, sandbox_url: str, **extra: str) -> dict[str, str]:
         db_url=db_url,
         profiles_dir=PROFILES,
         encryption_key=TEST_KEK,
+        audit_key=TEST_AUDIT_KEY,
         poll_interval_s=0.05,
         takeover_poll_s=5,
         takeover_poll_max_s=60,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from migration_engine.keys import KeyVault
 from migration_engine.machine import Direction, State
 from migration_engine.store import Change, EventIn, MigrationRecord, NewMigration, Store
 
@@ -43,6 +45,17 @@ def migration_record(**fields: Any) -> MigrationRecord:
     )
     values.update(fields)
     return MigrationRecord(**values)
+
+
+def sealed(vault: KeyVault, keys: Mapping[str, str]) -> Callable[[int, str], str | None]:
+    """A ``seal`` for ``Store.add_migrations``: each party's key in ``keys``, sealed for the
+    migration the store just allocated for it (keys are bound to their migration id)."""
+
+    def seal(migration_id: int, party_id: str) -> str | None:
+        key = keys.get(party_id)
+        return None if key is None else vault.encrypt(key, migration_id=migration_id, party_id=party_id)
+
+    return seal
 
 
 def party(i: int) -> str:

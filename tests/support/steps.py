@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -37,7 +38,6 @@ def record(
         state=state,
         version=2,
         new_provider="provider-b",
-        key_ciphertext=VAULT.encrypt(KEY),
         key_issued_at=now,
         next_run_at=now,
         lease_owner="w",
@@ -45,7 +45,10 @@ def record(
         created_at=now,
         updated_at=now,
     )
-    return migration_record(**(fields | overrides))
+    made = migration_record(**(fields | overrides))
+    if "key_ciphertext" in overrides:
+        return made
+    return replace(made, key_ciphertext=VAULT.encrypt(KEY, migration_id=made.id, party_id=made.party_id))
 
 
 class ScriptedPsb:

@@ -10,13 +10,13 @@ from datetime import timedelta
 import pytest
 
 from migration_engine.backoffice import key_export
-from migration_engine.errors import InputError, SecretError
-from migration_engine.keys import KeyVault
+from migration_engine.errors import InputError
+from migration_engine.keys import KeyVault, ScryptParams
 from migration_engine.machine import Direction, State, Trigger
 from migration_engine.settings import Settings, with_overrides
 from migration_engine.store import NewMigration, Store
 from tests.support import TEST_KEK
-from tests.support.records import add, change, party
+from tests.support.records import add, change, party, sealed
 
 IN, OUT = Direction.TO_ECONNECT, Direction.FROM_ECONNECT
 VAULT = KeyVault(TEST_KEK)
@@ -25,20 +25,16 @@ SETTINGS = with_overrides(Settings(), handoff={"mode": "manual"})
 
 def issued(store: Store, clock, n: int, batch: str = "out") -> dict[str, str]:
     keys = {party(i): f"{i:02d}AAbb$$KEY{i:03d}" for i in range(n)}
-    add(
-        store,
-        batch,
-        *(
+    store.add_migrations(
+        batch_name=batch,
+        items=[
             NewMigration(
-                party_id=p,
-                direction=OUT,
-                state=State.KEY_ISSUED,
-                new_provider="provider-b",
-                key_ciphertext=VAULT.encrypt(k),
-                key_issued_at=clock.now(),
+                party_id=p, direction=OUT, state=State.KEY_ISSUED, new_provider="provider-b", key_issued_at=clock.now()
             )
-            for p, k in keys.items()
-        ),
+            for p in keys
+        ],
+        actor="tester",
+        seal=sealed(VAULT, keys),
     )
     return keys
 
@@ -98,10 +94,12 @@ def test_keys_export_with_nothing_waiting_writes_no_file(store, clock, tmp_path)
 
 def test_a_wrong_key_encryption_key_leaves_no_file(store, clock, tmp_path):
     issued(store, clock, 2)
-    with pytest.raises(SecretError):
-        key_export.export_keys(
-            store, KeyVault("another-key-encryption-key"), SETTINGS, batch_name="out", out=tmp_path / "k.csv", actor="a"
-        )
+    other = KeyVault("another-key-encryption-key", scrypt=ScryptParams(n=2**10))
+    result = key_export.export_keys(store, other, SETTINGS, batch_name="out", out=tmp_path / "k.csv", actor="a")
+    assert result.file is None and not result.exported
+    rows = list(store.list_migrations(batch_name="out"))
+    assert [s.party_id for s in result.skipped] == [r.party_id for r in rows]
+    assert all(f"sealed with key id {VAULT.key_id}, not with the key of" in s.why for s in result.skipped)
     assert not (tmp_path / "k.csv").exists()
     assert {r.state for r in store.list_migrations(batch_name="out")} == {State.KEY_ISSUED}
 

@@ -111,11 +111,11 @@ def test_grant_puts_permissions_and_enrolls_the_card():
 
 def test_prepare_stores_the_key_encrypted_and_masks_it():
     script = ScriptedPsb({("GET", "prepareToMigrate"): httpx.Response(200, json={"migrationKey": KEY})})
-    outcome = run(
-        ctx_for(script), record(direction=Direction.FROM_ECONNECT, state=State.REQUESTED, key_ciphertext=None)
-    )
+    rec = record(direction=Direction.FROM_ECONNECT, state=State.REQUESTED, key_ciphertext=None)
+    outcome = run(ctx_for(script), rec)
     assert isinstance(outcome, Advance) and outcome.trigger is Trigger.KEY_PREPARED
-    assert outcome.key_ciphertext and VAULT.decrypt(outcome.key_ciphertext) == KEY
+    assert outcome.key_ciphertext
+    assert VAULT.decrypt(outcome.key_ciphertext, migration_id=rec.id, party_id=rec.party_id) == KEY
     assert KEY not in json.dumps(dict(outcome.detail))
 
 

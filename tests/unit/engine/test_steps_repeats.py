@@ -62,7 +62,7 @@ def test_prepare_replaces_an_expired_key_being_reissued():
     rec = record(direction=Direction.FROM_ECONNECT, state=State.REQUESTED, key_issued_at=issued)
     outcome = run(ctx_for(script, clock), rec)
     assert isinstance(outcome, Advance) and outcome.key_ciphertext is not None
-    assert VAULT.decrypt(outcome.key_ciphertext) == NEW_KEY != KEY
+    assert VAULT.decrypt(outcome.key_ciphertext, migration_id=rec.id, party_id=rec.party_id) == NEW_KEY != KEY
     assert outcome.key_issued_at == clock.now() == issued + timedelta(hours=Settings().keys.ttl_h)
     assert script.calls() == [("GET", PREPARE)]
 

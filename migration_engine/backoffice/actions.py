@@ -1,7 +1,12 @@
-"""Operator actions: key set, retry, cancel, pause, resume. Each is one audited compare-and-set.
+"""Operator actions: key set, retry, cancel, pause, resume. Each is one audited compare-and-set,
+made at once, or, on a migration whose step is in flight, requested and made after the step's
+outcome.
 
-An action on a migration that a worker is running bumps its version, so the worker's late
-result is discarded rather than overwriting the operator's decision.
+A migration is in flight while a worker's lease on it is live. An action then does not bump the
+row's version (that would throw away the step's result, and with it the truth about what the
+step did at the PSB): it is stored as the row's pending request and audited as requested; the
+worker applies it right after recording the step's outcome, in the same transaction
+(``engine/operator_changes.py``). ``ActionResult.requested`` and the CLI say so.
 """
 
 from __future__ import annotations
@@ -10,16 +15,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from migration_engine.engine import changes
+from migration_engine.engine import operator_changes
 from migration_engine.engine.changes import Actor
+from migration_engine.engine.operator_changes import ACTIONS, IN_FLIGHT, KEY_SET, action_change, follow_up
 from migration_engine.errors import InputError, TransitionError
 from migration_engine.keys import KeyVault, key_problem, mask
-from migration_engine.machine import TERMINAL_STATES, Direction, State, Trigger
+from migration_engine.machine import TERMINAL_STATES, Direction
 from migration_engine.peppol.identifiers import canonical
 from migration_engine.settings import Settings
-from migration_engine.store import Change, MigrationRecord, Store
+from migration_engine.store import Change, EventIn, MigrationRecord, PendingRequest, Store
 
-ACTIONS = ("retry", "cancel", "pause", "resume")
+__all__ = [
+    "ACTIONS",
+    "REQUESTED",
+    "ActionResult",
+    "act_on_batch",
+    "active_migration",
+    "key_set",
+    "operator_action",
+    "requested",
+]
+
+REQUESTED = "requested; applies when the step in flight ends"
 
 
 @dataclass(frozen=True)
@@ -29,6 +46,11 @@ class ActionResult:
     ok: bool
     message: str
     state: str
+
+
+def requested(record: MigrationRecord, action: str) -> bool:
+    """Whether ``record`` (an action's result) holds ``action`` as a request, not yet made."""
+    return record.pending is not None and record.pending.action == action
 
 
 def active_migration(store: Store, party: str, *, action: str | None = None) -> MigrationRecord:
@@ -49,16 +71,56 @@ def active_migration(store: Store, party: str, *, action: str | None = None) -> 
     )
 
 
-def _apply(store: Store, record: MigrationRecord, build: Callable[[MigrationRecord], Change]) -> MigrationRecord:
-    """Apply an operator change; if a worker moved the row meanwhile, re-read and try once more."""
-    for _ in range(3):
-        applied = store.apply(build(record))
-        if applied is not None:
-            return applied
+def in_flight(store: Store, record: MigrationRecord) -> bool:
+    """A worker's lease on the row is live: a step is running (or its outcome being recorded)."""
+    return record.lease_owner is not None and record.lease_until is not None and record.lease_until > store.clock.now()
+
+
+def _apply(
+    store: Store,
+    settings: Settings,
+    record: MigrationRecord,
+    action: str,
+    build: Callable[[MigrationRecord], Change],
+    *,
+    actor: str,
+    request_detail: dict[str, Any] | None = None,
+    shown: dict[str, Any] | None = None,
+) -> MigrationRecord:
+    """Make an operator change at once, or request it while a step is in flight; re-read and try
+    again when a worker claimed or moved the row meanwhile."""
+    for _ in range(5):
+        if in_flight(store, record):
+            if record.pending is not None:
+                raise TransitionError(
+                    f"party {record.party_id}: a {record.pending.action} is already requested "
+                    f"(by {record.pending.actor}); it applies when the step in flight ends"
+                )
+            operator_changes.request_check(record, action, settings=settings, now=store.clock.now())
+            request = PendingRequest(action=action, actor=actor, at=store.clock.now(), detail=request_detail or {})
+            event = EventIn(
+                kind="operator",
+                actor=actor,
+                from_state=record.state,
+                to_state=record.state,
+                detail={"action": action, **(shown or {}), "requested": True, "note": IN_FLIGHT},
+            )
+            done = store.request_action(migration_id=record.id, version=record.version, request=request, event=event)
+        elif record.pending is not None:
+            # The worker that held the request stopped: apply it first (as the next claim would).
+            change = follow_up(record, record.pending, settings=settings, now=store.clock.now(), stale=True)
+            store.apply(change)
+            done = None
+        else:
+            done = store.apply(build(record))
+        if done is not None:
+            return done
         fresh = store.get(record.id)
         if fresh is None:
             break
         record = fresh
+        if record.state in TERMINAL_STATES:
+            raise TransitionError(f"party {record.party_id}: cannot {action} a {record.state} migration")
     raise TransitionError(f"party {record.party_id} is being moved by a worker right now; try again")
 
 
@@ -79,62 +141,50 @@ def _undecodable(key: str) -> str | None:
 
 
 def key_set(store: Store, vault: KeyVault, settings: Settings, *, party: str, key: str, actor: str) -> MigrationRecord:
-    """Supply a (new) inbound key: ``requested``/``key_rejected`` -> ``key_issued``."""
+    """Supply a (new) inbound key: ``requested``/``key_rejected`` -> ``key_issued``; during the
+    key's PUT, requested (applied if the PSB refuses the key in flight)."""
     problem = _undecodable(key) or key_problem(key)
     if problem:
         raise InputError(f"key for {party}: {problem}")
     record = active_migration(store, party, action="set a key")
     if record.direction is not Direction.TO_ECONNECT:
         raise TransitionError(f"party {record.party_id} migrates from eConnect; eConnect issues its key")
-    ciphertext = vault.encrypt(key)
+    ciphertext = vault.encrypt(key, migration_id=record.id, party_id=record.party_id)
+    masked = mask(key)
 
     def build(r: MigrationRecord) -> Change:
-        return changes.move(
-            r,
-            Trigger.KEY_RECEIVED,
-            by=Actor.operator(actor),
-            settings=settings,
-            now=store.clock.now(),
-            detail={"key": mask(key), "action": "key set"},
-            key_ciphertext=ciphertext,
+        by = Actor.operator(actor)
+        detail = {"key": masked}
+        return action_change(
+            r, KEY_SET, by=by, settings=settings, now=store.clock.now(), detail=detail, key_ciphertext=ciphertext
         )
 
-    return _apply(store, record, build)
+    return _apply(
+        store,
+        settings,
+        record,
+        KEY_SET,
+        build,
+        actor=actor,
+        request_detail={"key": masked, "key_ciphertext": ciphertext},
+        shown={"key": masked},
+    )
 
 
 def operator_action(
     store: Store, settings: Settings, *, record: MigrationRecord, action: str, actor: str
 ) -> MigrationRecord:
-    """retry, cancel, pause or resume one migration; ``TransitionError`` says why not."""
+    """retry, cancel, pause or resume one migration; ``TransitionError`` says why not. On a
+    migration in flight the result holds the action as its pending request (``requested``)."""
     if action not in ACTIONS:
         raise InputError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
     if record.state in TERMINAL_STATES:
         raise TransitionError(f"party {record.party_id}: cannot {action} a {record.state} migration")
 
-    by = Actor.operator(actor)
-
     def build(r: MigrationRecord) -> Change:
-        if action in ("pause", "resume"):
-            want = action == "pause"
-            if r.paused == want:
-                raise TransitionError(f"party {r.party_id} is already {'paused' if want else 'running'}")
-            return changes.set_paused(r, by=by, paused=want, action=action)
-        detail: dict[str, Any] = {"action": action}
-        if action == "cancel":
-            trigger = Trigger.CANCEL
-            if r.direction is Direction.FROM_ECONNECT and r.key_ciphertext is not None:
-                detail["note"] = "the SML has no cancel operation: the issued key stays valid until it expires"
-        elif r.direction is Direction.FROM_ECONNECT and r.state is State.KEY_EXPIRED:
-            trigger = Trigger.REISSUE  # an expired outbound key: retry asks eConnect for a fresh one
-        elif r.state is State.NEEDS_ATTENTION:
-            trigger = Trigger.RETRY  # back to the state it failed in
-        else:
-            raise TransitionError(
-                f"party {r.party_id} is in {r.state}: only needs_attention (or an expired outbound key) can be retried"
-            )
-        return changes.move(r, trigger, by=by, settings=settings, now=store.clock.now(), detail=detail)
+        return action_change(r, action, by=Actor.operator(actor), settings=settings, now=store.clock.now())
 
-    return _apply(store, record, build)
+    return _apply(store, settings, record, action, build, actor=actor)
 
 
 def act_on_batch(store: Store, settings: Settings, *, batch_name: str, action: str, actor: str) -> list[ActionResult]:
@@ -145,7 +195,8 @@ def act_on_batch(store: Store, settings: Settings, *, batch_name: str, action: s
             continue
         try:
             applied = operator_action(store, settings, record=record, action=action, actor=actor)
-            results.append(ActionResult(record.party_id, record.id, True, f"{action} done", applied.state.value))
+            message = f"{action} {REQUESTED}" if requested(applied, action) else f"{action} done"
+            results.append(ActionResult(record.party_id, record.id, True, message, applied.state.value))
         except TransitionError as exc:
             results.append(ActionResult(record.party_id, record.id, False, str(exc), record.state.value))
     return results

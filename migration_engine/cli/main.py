@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from migration_engine import __version__
-from migration_engine.cli import backoffice, config_cmd, lookup, run_cmd
+from migration_engine.cli import audit_cmd, backoffice, config_cmd, keys_cmd, lookup, run_cmd
 from migration_engine.cli import sandbox as sandbox_command
 from migration_engine.cli.logs import FORMATS as LOG_FORMATS
 from migration_engine.cli.logs import LEVELS as LOG_LEVELS
@@ -58,7 +58,8 @@ configuration: `peppol-migrate config show` prints every setting and where it ca
 layers a file over the defaults; {ENV_PREFIX}<SECTION>__<KEY> overrides one value, e.g.
 {ENV_PREFIX}DATABASE__URL, {ENV_PREFIX}PSB__BASE_URL, {ENV_PREFIX}PSB__CLIENT_ID.
 secrets, from the environment only: {ENV_PREFIX}PSB__CLIENT_SECRET, {ENV_PREFIX}PSB__PASSWORD,
-{ENV_PREFIX}PSB__SUBSCRIPTION_KEY, {ENV_PREFIX}KEYS__ENCRYPTION_KEY (or the same name + _FILE).
+{ENV_PREFIX}PSB__SUBSCRIPTION_KEY, {ENV_PREFIX}KEYS__ENCRYPTION_KEY, {ENV_PREFIX}AUDIT__KEY
+(or the same name + _FILE).
 
 exit codes: 0 ok, 1 operation failed, 2 bad input, 130 interrupted, 141 output closed early;
 `run --help` lists run's own.
@@ -149,8 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true")
 
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(dest="audit_command", required=True)
-    av = audit.add_parser("verify", help="check every migration's hash chain")
-    av.add_argument("--json", action="store_true")
+    audit_cmd.add_parsers(audit)  # verify, anchor, export
 
     states = sub.add_parser("states", help="print the state machines")
     states.add_argument("--mermaid", action="store_true")
@@ -307,7 +307,10 @@ def _cmd_key_set(rt: Runtime, args: argparse.Namespace) -> int:
         key=key,
         actor=_actor(args.actor),
     )
-    print(f"{record.party_id}: key set, now {record.state}")
+    if actions.requested(record, "key set"):
+        print(f"{record.party_id}: key set {actions.REQUESTED} (now {record.state})")
+    else:
+        print(f"{record.party_id}: key set, now {record.state}")
     return 0
 
 
@@ -330,26 +333,19 @@ def _cmd_action(rt: Runtime, args: argparse.Namespace) -> int:
         return 0 if all(r.ok for r in results) else 1
     record = actions.active_migration(store, args.party, action=args.command)
     applied = actions.operator_action(store, rt.settings, record=record, action=args.command, actor=actor)
+    requested = actions.requested(applied, args.command)
     if args.json:
-        _print_json(overview.migration_dict(applied))
+        _print_json({**overview.migration_dict(applied), "requested": requested})
+    elif requested:
+        print(f"{applied.party_id}: {args.command} {actions.REQUESTED} (now {applied.state})")
     else:
         print(f"{applied.party_id}: {args.command} done, now {applied.state}" + (" (paused)" if applied.paused else ""))
     return 0
 
 
-def _cmd_audit_verify(rt: Runtime, args: argparse.Namespace) -> int:
-    broken = rt.checked_store().verify_audit()
-    if args.json:
-        _print_json({"ok": not broken, "broken": [b.__dict__ for b in broken]})
-    elif broken:
-        for b in broken:
-            print(f"BROKEN migration {b.migration_id} ({b.party_id}) at event {b.seq}: {b.reason}")
-    else:
-        print("audit trail intact: every hash chain verifies")
-    return 1 if broken else 0
-
-
 def _cmd_keys(rt: Runtime, args: argparse.Namespace) -> int:
+    if args.keys_command == "rotate":
+        return keys_cmd.run(rt, args, _actor(args.actor))
     return backoffice.cmd_keys_export(rt, args, _actor(args.actor))
 
 
@@ -359,7 +355,7 @@ HANDLERS = {
     "run": run_cmd.run,
     "status": _cmd_status,
     "show": _cmd_show,
-    "audit": _cmd_audit_verify,
+    "audit": audit_cmd.run,
     "key": _cmd_key_set,
     "keys": _cmd_keys,
     "report": backoffice.cmd_report,

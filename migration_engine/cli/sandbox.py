@@ -93,9 +93,10 @@ def run(args: argparse.Namespace) -> int:
     for line in shell_exports(url, dns_server=dns_server, sml_zone=config.sml_zone):
         print(line, flush=True)
     print(
-        "# plus a database and a key-encryption key of your own, e.g.\n"
+        "# plus a database, a key-encryption key and an audit key of your own, e.g.\n"
         "#   export PEPPOL_MIGRATE_DATABASE__URL=sqlite:///sandbox-run.db\n"
-        '#   export PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY="$(openssl rand -base64 32)"',
+        '#   export PEPPOL_MIGRATE_KEYS__ENCRYPTION_KEY="$(openssl rand -base64 32)"\n'
+        '#   export PEPPOL_MIGRATE_AUDIT__KEY="$(openssl rand -base64 32)"',
         flush=True,
     )
     try:

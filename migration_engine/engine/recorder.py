@@ -2,7 +2,9 @@
 
     step threads (worker.concurrency) ── decide: PSB calls ──► Change ──► queue
     recorder thread ── takes what waits (up to max_batch) ──► store.apply_many: one transaction,
-                       a compare-and-set with its audit events per change ──► on_recorded(batch)
+                       a compare-and-set with its audit events per change (a failed one still
+                       appends its api_call events; a pending operator request on a moved row
+                       is applied right after, in the same transaction) ──► on_recorded(batch)
 
 A step's thread is free for the next step as soon as its calls are done, so the PSB sees
 ``worker.concurrency`` calls in flight, not fewer while outcomes wait for the database; the

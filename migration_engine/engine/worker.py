@@ -4,7 +4,8 @@
      │      row), unless the circuit breaker is open
      └─ thread pool: decide(record): step(ctx, record) ──► outcome ──► Change
               PSB calls, handoff POST ──► api_call events (same Change, same commit)
-            └─ recorder thread: store.apply_many, a CAS per change (group commit)
+            └─ recorder thread: store.apply_many, a CAS per change (group commit), then
+                 a pending operator request on the row (operator_changes.follow_up)
                  └─ _recorded ── slots free ──► the loop wakes its claim job
     renew_leases(): keep the running steps' leases alive; heartbeat into ``workers``
 
@@ -14,9 +15,12 @@ tests.
 
 The database is the schedule. A step's result is applied with a compare-and-set on (id,
 state, version, lease owner): if another worker re-claimed the row after our lease ran out,
-our late result is discarded and logged. No database transaction is open while a step calls
-the PSB. The worker's heartbeat and its breaker's state (written on every change) are what
-`status` shows of it."""
+our late result is discarded and logged, but its api_call events are appended all the same
+(what the step did at the PSB happened). An operator's action on a row in flight waits on the
+row as a request; it is applied right after the step's outcome, in the same transaction, or,
+when the worker stopped without an outcome, by the next claim instead of the step. No
+database transaction is open while a step calls the PSB. The worker's heartbeat and its
+breaker's state (written on every change) are what `status` shows of it."""
 
 from __future__ import annotations
 
@@ -26,8 +30,9 @@ import random
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 from migration_engine.clock import Clock
@@ -37,6 +42,7 @@ from migration_engine.engine.changes import ChangeBuilder
 from migration_engine.engine.handoff import Handoff, make_handoff
 from migration_engine.engine.loop import Loop
 from migration_engine.engine.metrics import WorkerMetrics
+from migration_engine.engine.operator_changes import follow_up
 from migration_engine.engine.outcomes import Fail, Outcome, Wait
 from migration_engine.engine.recorder import Recorded, Recorder
 from migration_engine.engine.retry import RetryPolicy
@@ -57,7 +63,15 @@ from migration_engine.peppol.verification import NetworkVerifier
 from migration_engine.profiles import ProfileCatalog
 from migration_engine.psb.client import ApiCall, PsbClient
 from migration_engine.settings import Settings
-from migration_engine.store import Change, EventIn, MigrationRecord, Store, WorkerStatus, WorkSummary
+from migration_engine.store import (
+    Change,
+    EventIn,
+    MigrationRecord,
+    PendingRequest,
+    Store,
+    WorkerStatus,
+    WorkSummary,
+)
 
 log = logging.getLogger("migration_engine.engine.worker")
 
@@ -78,6 +92,17 @@ def call_event(call: ApiCall, actor: str) -> EventIn:
         request_id=call.request_id,
         detail={"error_code": call.error_code} if call.error_code else {},
     )
+
+
+NOT_APPLIED = (
+    "the step's result was not applied: the migration was moved by someone else meanwhile "
+    "(its lease was lost); this call was made all the same"
+)
+
+
+def stale_events(events: Sequence[EventIn]) -> list[EventIn]:
+    """A step's api_call events as appended when its result cannot be applied."""
+    return [replace(e, detail={**e.detail, "not_applied": NOT_APPLIED}) for e in events if e.kind == "api_call"]
 
 
 class Worker:
@@ -124,9 +149,13 @@ class Worker:
         # starts the next at once, and claims go in batches rather than one per finished step.
         self._prefetch = self.concurrency // 2
         self._claim_at_least = max(1, self._prefetch // 2)  # claim when the queue is half empty
-        self.renew_every = max(1.0, settings.worker.lease_s / 3)
+        self.lease_s = settings.worker.lease_s
+        self.renew_every = max(1.0, self.lease_s / 3)
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="step")
-        self._recorder = Recorder(apply_many=store.apply_many, on_recorded=self._recorded)
+        self._recorder = Recorder(
+            apply_many=lambda changes: store.apply_many(changes, follow_up=self._follow_up),
+            on_recorded=self._recorded,
+        )
         self._lock = threading.Lock()
         self._tick_lock = threading.Lock()
         self._in_flight: dict[int, MigrationRecord] = {}
@@ -172,7 +201,13 @@ class Worker:
                 for record in records:
                     self._in_flight[record.id] = record
             for record in records:
-                self._pool.submit(self._run, record)
+                if record.pending is not None:  # its worker stopped mid-step: the request, not the step
+                    change = follow_up(
+                        record, record.pending, settings=self.settings, now=self.clock.now(), stale=True
+                    )
+                    self._recorder.submit(record, change)
+                else:
+                    self._pool.submit(self._run, record)
             return len(records)
         finally:
             self._tick_lock.release()
@@ -221,6 +256,10 @@ class Worker:
 
     # ---- running one step ---------------------------------------------------------------
 
+    def _follow_up(self, record: MigrationRecord, pending: PendingRequest) -> Change:
+        """In the recorder's transaction: the operator's request made after the step's outcome."""
+        return follow_up(record, pending, settings=self.settings, now=self.clock.now())
+
     def _run(self, record: MigrationRecord) -> None:
         """On a step thread: the step's calls; the recorder stores its outcome (recorder.py)."""
         try:
@@ -246,7 +285,8 @@ class Worker:
                     self.stale_discarded += 1
                     self.metrics.stale_result()
                     log.warning(
-                        "result discarded: the migration was moved by someone else meanwhile",
+                        "result discarded: the migration was moved by someone else meanwhile "
+                        "(its calls are in the audit trail)",
                         extra={"party_id": record.party_id, "migration_id": record.id, "action": "stale_result"},
                     )
                 else:
@@ -339,8 +379,10 @@ class Worker:
             # Retry-After counts from the answer, not from the start of a step of several calls.
             change = self.changes.for_error(record, error, events, self.clock.now())
             self.metrics.retried(change)
-            return change
-        return self.changes.for_outcome(record, outcome, events, now)
+        else:
+            change = self.changes.for_outcome(record, outcome, events, now)
+        # Whatever becomes of the result, what the step did remotely is recorded.
+        return replace(change, if_stale=stale_events(events)) if events else change
 
     # ---- the loop ------------------------------------------------------------------------
 
@@ -368,6 +410,12 @@ class Worker:
 
     def may_claim(self) -> bool:
         return self.breaker.may_claim()
+
+    def others_alive(self) -> bool:
+        """Whether another worker's heartbeat says it is running (so its leases are live steps)."""
+        now = self.clock.now()
+        heard = self.store.workers(since=now - timedelta(seconds=3 * self.renew_every + self.poll_interval_s))
+        return any(w.worker_id != self.worker_id and w.stopped_at is None and w.alive_until > now for w in heard)
 
     def settled(self) -> bool:
         return settlement.settled(self.store, self.in_flight())

@@ -289,7 +289,10 @@ async def calls(request: Request) -> Response:
     since = request.query_params.get("since", "0")
     if not since.isdigit():
         raise SandboxError(400, "since must be a call sequence number")
-    return JSONResponse(_model(request).calls(request.query_params.get("partyId"), int(since)))
+    model, party = _model(request), request.query_params.get("partyId")
+    if request.query_params.get("inFlight") in ("1", "true"):  # received, not answered yet
+        return JSONResponse(model.calls_in_flight(party))
+    return JSONResponse(model.calls(party, int(since)))
 
 
 @sandbox

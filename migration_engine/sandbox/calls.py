@@ -19,6 +19,29 @@ class CallLog:
         self._lock = threading.Lock()
         self._calls: deque[dict[str, Any]] = deque(maxlen=limit)
         self._seq = 0
+        self._open: dict[int, dict[str, Any]] = {}  # arrived, not answered yet
+        self._opened = 0
+
+    def started(self, method: str, path: str, party: str | None) -> int:
+        """A call arrived (before any latency or work); ``finished`` with the token ends it."""
+        with self._lock:
+            self._opened += 1
+            self._open[self._opened] = {
+                "method": method,
+                "path": path,
+                "partyId": party,
+                "at": iso(self._clock.now()),
+            }
+            return self._opened
+
+    def finished(self, token: int) -> None:
+        with self._lock:
+            self._open.pop(token, None)
+
+    def in_flight(self, party: str | None = None) -> list[dict[str, Any]]:
+        """The calls received and not answered yet (oldest first), optionally for one party."""
+        with self._lock:
+            return [dict(c) for c in self._open.values() if party is None or c["partyId"] == party]
 
     def record(
         self,

@@ -148,12 +148,15 @@ class FaultMiddleware:
         method, path = scope["method"], scope["path"]
         raw_party, mutating = classify_call(method, path)
         decision = self.faults.decide()
+        # In flight from arrival until answered (``CallLog.in_flight``): what tests wait on.
+        token = self.model.call_log.started(method, path, _party_or_none(raw_party or _one_party_asked(scope)))
         if decision.latency_s > 0:
             await asyncio.sleep(decision.latency_s)
 
         def record(status: int | None) -> None:
             party = scope.get(PARTY_ID) or _party_or_none(raw_party or _one_party_asked(scope))
             self.model.call_log.record(method, path, party, status, mutating, request_id, decision.fault, at=received)
+            self.model.call_log.finished(token)
 
         if decision.fault in ("rate_limited", "throttled", "error"):
             record(decision.status)

@@ -355,6 +355,10 @@ class SandboxModel:
         """The API calls received (oldest first), optionally for one party and after ``since``."""
         return self.call_log.list(party_id(party) if party is not None else None, since)
 
+    def calls_in_flight(self, party: str | None = None) -> list[dict[str, Any]]:
+        """The API calls received and not answered yet (e.g. sleeping out ``latency_ms``)."""
+        return self.call_log.in_flight(party_id(party) if party is not None else None)
+
     # -- inspection --------------------------------------------------------------------------
 
     def owner(self, party: str) -> str | None:

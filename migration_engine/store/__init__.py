@@ -6,9 +6,13 @@ schema.py      the tables (Alembic's revisions in migrations_db/ must match them
 database.py    engine, connections, transactions, error translation
 claims.py      claiming due migrations with a lease; the work summary
 moves.py       the import and the compare-and-set that moves a migration
+requests.py    operator requests on a row in flight; a stale step's calls appended anyway
 queries.py     reading migrations and counts
 stats.py       status figures and report lookups, as aggregate queries
-audit.py       the audit events' hash chains and their verification
+audit.py       the audit events' keyed hash chains
+audit_verify.py  checking the chains, and the rows against them (and an anchor)
+audit_anchor.py  anchors: the chain heads at one moment, HMAC'd
+audit_export.py  the events with their party, direction and batch, for an auditor
 workers.py     worker processes' heartbeats and circuit breakers
 versioning.py  Alembic upgrade and the schema version check
 """
@@ -19,12 +23,15 @@ from migration_engine.store.facade import Store
 from migration_engine.store.records import (
     EVENT_KINDS,
     UNCHANGED,
+    AuditAnchor,
     AuditEvent,
     BrokenLink,
+    ChainHead,
     Change,
     EventIn,
     MigrationRecord,
     NewMigration,
+    PendingRequest,
     WorkerStatus,
     WorkSummary,
 )
@@ -33,14 +40,17 @@ from migration_engine.store.stats import BatchInfo, OldestWaiting, StatusFigures
 __all__ = [
     "EVENT_KINDS",
     "UNCHANGED",
+    "AuditAnchor",
     "AuditEvent",
     "BatchInfo",
     "BrokenLink",
+    "ChainHead",
     "Change",
     "EventIn",
     "MigrationRecord",
     "NewMigration",
     "OldestWaiting",
+    "PendingRequest",
     "StatusFigures",
     "Store",
     "WorkSummary",

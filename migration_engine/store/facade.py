@@ -8,19 +8,38 @@ The work is done by the modules named after the concept: ``claims``, ``moves``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 from migration_engine.clock import Clock
+from migration_engine.keys import DEFAULT_SCRYPT, KEY_SETTING, KeyRecord, KeyVault, ScryptParams
 from migration_engine.machine import Direction, State
-from migration_engine.store import audit, claims, moves, queries, stats, versioning, workers
+from migration_engine.store import (
+    audit,
+    audit_anchor,
+    audit_export,
+    audit_verify,
+    claims,
+    moves,
+    queries,
+    requests,
+    stats,
+    vault,
+    versioning,
+    workers,
+)
 from migration_engine.store.database import Database
+from migration_engine.store.db_clock import server_time
 from migration_engine.store.records import (
+    AuditAnchor,
     AuditEvent,
     BrokenLink,
     Change,
+    EventIn,
     MigrationRecord,
     NewMigration,
+    PendingRequest,
     WorkerStatus,
     WorkSummary,
 )
@@ -32,16 +51,22 @@ class Store:
 
     Thread-safe: worker threads share one ``Store``; each call checks out its own
     connection. ``url`` is a SQLAlchemy URL (``sqlite:///file.db``,
-    ``postgresql+psycopg://user@host/db``; ``postgresql://`` means psycopg too).
+    ``postgresql+psycopg://user@host/db``; ``postgresql://`` means psycopg too). ``audit_key``
+    (setting ``audit.key``) keys the audit trail's hashes: without it the store reads, but
+    refuses (``ConfigError``, exit 2) to write an audit event or to verify the trail.
     """
 
-    def __init__(self, url: str, *, clock: Clock, pool_size: int = 16) -> None:
-        self._db = Database(url, clock=clock, pool_size=pool_size)
+    def __init__(self, url: str, *, clock: Clock, pool_size: int = 16, audit_key: str | None = None) -> None:
+        self._db = Database(url, clock=clock, pool_size=pool_size, audit_key=audit_key)
 
     @property
     def clock(self) -> Clock:
         """The clock every timestamp the store writes comes from."""
         return self._db.clock
+
+    def server_time(self) -> datetime:
+        """The database server's current time (PostgreSQL only: a ``DatabaseClock`` reads it)."""
+        return server_time(self._db)
 
     @property
     def dialect(self) -> str:
@@ -76,10 +101,13 @@ class Store:
         actor: str,
         chunk_size: int = 1000,
         batch_source: str | None = None,
+        seal: Callable[[int, str], str | None] | None = None,
     ) -> int:
         """Import all items or none (``ActiveMigrationExists`` names the parties); how many.
 
         The batch is created in the same transaction when new (``batch_source`` noted on it).
+        ``seal(migration_id, party_id)``, when given, is each row's key ciphertext, made once
+        the row's id is allocated (a key is bound to its migration id).
         """
         return moves.add_migrations(
             self._db,
@@ -88,6 +116,7 @@ class Store:
             actor=actor,
             chunk_size=chunk_size,
             batch_source=batch_source,
+            seal=seal,
         )
 
     def active_party_ids(self, party_ids: Iterable[str]) -> set[str]:
@@ -110,9 +139,23 @@ class Store:
         """Compare-and-set with audit events; ``None`` when someone else moved the row first."""
         return moves.apply(self._db, change)
 
-    def apply_many(self, changes: Sequence[Change]) -> list[MigrationRecord | None]:
-        """``apply`` for each change, all in one transaction; a database error stores none."""
-        return moves.apply_many(self._db, changes)
+    def apply_many(
+        self, changes: Sequence[Change], *, follow_up: moves.FollowUp | None = None
+    ) -> list[MigrationRecord | None]:
+        """``apply`` for each change, all in one transaction; a database error stores none.
+
+        A failed compare-and-set still appends the change's ``if_stale`` events; with
+        ``follow_up``, a pending operator request on a moved row is applied right after it."""
+        return moves.apply_many(self._db, changes, follow_up=follow_up)
+
+    def request_action(
+        self, *, migration_id: int, version: int, request: PendingRequest, event: EventIn
+    ) -> MigrationRecord | None:
+        """Record an operator's request on a migration in flight (no version bump) with its audit
+        event; None when the row is no longer in flight at ``version`` or has a request already."""
+        return requests.request_action(
+            self._db, migration_id=migration_id, version=version, request=request, event=event
+        )
 
     def work_summary(self) -> WorkSummary:
         """Due now, in flight, scheduled later: when `run --until-idle` may stop."""
@@ -140,6 +183,44 @@ class Store:
     def a_stored_key(self) -> str | None:
         """One stored key's ciphertext (an open migration's first), or None when none is stored."""
         return queries.a_stored_key(self._db)
+
+    # ---- key vault (vault.py) ------------------------------------------------------------
+
+    def open_vault(
+        self,
+        secret: str | None,
+        *,
+        create: bool = True,
+        setting: str = KEY_SETTING,
+        scrypt: ScryptParams = DEFAULT_SCRYPT,
+        allow_weak: bool = False,
+    ) -> KeyVault:
+        """The vault of ``secret``, checked against the stored check value first (``SecretError``
+        naming ``setting`` when it is missing, weak or wrong); stored when new and ``create``."""
+        return vault.open_vault(
+            self._db, secret, create=create, setting=setting, scrypt=scrypt, allow_weak=allow_weak
+        )
+
+    def live_keys(self) -> dict[str, KeyRecord]:
+        """The ``current`` key-encryption key's record and, during a rotation, the ``next`` one's."""
+        return vault.live_keys(self._db)
+
+    def add_vault_key(self, record: KeyRecord, status: str) -> KeyRecord:
+        """Store ``record`` as the ``status`` (``next``) key unless one is; return the stored one."""
+        return vault.add_key(self._db, record, status)
+
+    def keys_to_reseal(self, *, key_id: str, after_id: int, limit: int) -> list[MigrationRecord]:
+        """Migrations whose stored key ``key_id`` did not seal, in id order after ``after_id``."""
+        return vault.keys_to_reseal(self._db, key_id=key_id, after_id=after_id, limit=limit)
+
+    def key_counts(self, key_id: str) -> tuple[int, int]:
+        """(stored keys sealed by ``key_id``, stored keys)."""
+        return vault.key_counts(self._db, key_id)
+
+    def finish_key_rotation(self, *, old_id: str, new_id: str, unreadable: Sequence[int] = ()) -> None:
+        """Retire ``old_id``, make ``new_id`` current; ``StoreError`` while a key (but the
+        ``unreadable`` migrations') is not resealed."""
+        vault.finish_rotation(self._db, old_id=old_id, new_id=new_id, unreadable=unreadable)
 
     # ---- status and reports (stats.py) -----------------------------------------------------
 
@@ -172,6 +253,27 @@ class Store:
         with self._db.read("read audit events") as conn:
             return audit.events_of(conn, migration_id)
 
-    def verify_audit(self) -> list[BrokenLink]:
-        """The first broken link of every migration whose hash chain does not verify."""
-        return audit.verify(self._db)
+    def require_audit_key(self) -> None:
+        """``ConfigError`` (exit 2, naming the setting) unless a usable audit key is configured."""
+        audit.require_key(self._db)
+
+    def verify_audit(self, *, anchor: AuditAnchor | None = None) -> list[BrokenLink]:
+        """Every migration whose chain, or whose row against its chain (or ``anchor``), does not
+        verify: one ``BrokenLink`` each, with the reason."""
+        return audit_verify.verify(self._db, anchor=anchor)
+
+    def take_audit_anchor(self) -> tuple[AuditAnchor | None, list[BrokenLink]]:
+        """The chain heads now, HMAC'd; ``(None, broken)`` when the trail does not verify."""
+        return audit_anchor.take(self._db)
+
+    def read_audit_anchor(self, data: object, *, source: str) -> AuditAnchor:
+        """An anchor from its JSON; ``InputError`` when it is not one, or changed, or of another key."""
+        return audit_anchor.from_json(self._db, data, source=source)
+
+    def audit_anchor_json(self, anchor: AuditAnchor) -> dict[str, Any]:
+        """The anchor as the JSON object `audit anchor` writes."""
+        return audit_anchor.to_json(anchor)
+
+    def export_audit(self, *, batch_name: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every event with its migration's party, direction and batch, read in pages."""
+        return audit_export.events(self._db, batch_name=batch_name)

@@ -7,7 +7,8 @@ audit events together: either both are stored or neither.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from itertools import islice
@@ -31,10 +32,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from migration_engine.errors import ActiveMigrationExists
 from migration_engine.machine import TERMINAL_STATES
-from migration_engine.store.audit import event_row, insert_rows, next_rows
+from migration_engine.store.audit import event_row, insert_rows, next_rows, require_key
 from migration_engine.store.database import Database
 from migration_engine.store.queries import active_in, records_from
-from migration_engine.store.records import UNCHANGED, Change, EventIn, MigrationRecord, NewMigration
+from migration_engine.store.records import UNCHANGED, Change, EventIn, MigrationRecord, NewMigration, PendingRequest
+from migration_engine.store.requests import append_events
 from migration_engine.store.schema import UtcDateTime, audit_events, batches, migrations
 
 m = migrations.c
@@ -52,6 +54,10 @@ CHANGE_FIELDS = (
     "paused",
 )
 _NAMED_IN_ERROR = 20
+_PENDING_FIELDS = ("pending_action", "pending_actor", "pending_at", "pending_detail")
+
+FollowUp = Callable[[MigrationRecord, PendingRequest], Change]
+"""Given a migration just moved and its pending operator request, the change that applies it."""
 
 
 def _ensure_batch(db: Database, conn: Connection, name: str, source: str | None, now: datetime) -> int:
@@ -127,10 +133,17 @@ def _migration_row(item: NewMigration, batch_id: int | None, now: datetime) -> d
     }
 
 
-def _created_event(item: NewMigration, batch_name: str | None, actor: str) -> EventIn:
-    detail: dict[str, Any] = {"direction": item.direction.value, "has_key": item.key_ciphertext is not None}
+def _created_event(item: NewMigration, batch_name: str | None, batch_id: int | None, actor: str) -> EventIn:
+    """The first event of a migration: its hashed detail binds the row's party, direction and
+    batch (name and id) to the chain, which `audit verify` checks the row against."""
+    detail: dict[str, Any] = {
+        "party_id": item.party_id,
+        "direction": item.direction.value,
+        "has_key": item.key_ciphertext is not None,
+    }
     for name, value in (
         ("batch", batch_name),
+        ("batch_id", batch_id),
         ("profile", item.profile),
         ("new_provider", item.new_provider),
     ):
@@ -162,6 +175,7 @@ def add_migrations(
     actor: str,
     chunk_size: int = 1000,
     batch_source: str | None = None,
+    seal: Callable[[int, str], str | None] | None = None,
 ) -> int:
     """Insert every item, each with its ``created`` event, in ONE transaction; return how many.
 
@@ -169,9 +183,12 @@ def add_migrations(
     100k-row import never sits in memory twice. Any open migration of a party already in
     the store, or a party twice in ``items``, rolls back everything, the new batch included
     (``batch_source``, e.g. the file name, is recorded when the batch is new).
+    ``seal(migration_id, party_id)``, when given, is each row's key ciphertext (or None),
+    called once the row's id is allocated, before the row is written.
     """
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
+    key = require_key(db)  # refused before anything is written
     now = db.clock.now()
     total = 0
     batch_id: int | None = None
@@ -181,6 +198,10 @@ def add_migrations(
         for chunk in _chunks(items, chunk_size):
             _refuse_open_duplicates(conn, chunk)
             ids = _new_ids(db, conn, len(chunk))
+            if seal is not None:  # a key is bound to its migration id, known only now
+                chunk = [
+                    replace(item, key_ciphertext=seal(mid, item.party_id)) for mid, item in zip(ids, chunk, strict=True)
+                ]
             conn.execute(
                 insert(migrations),
                 [_migration_row(item, batch_id, now) | {"id": mid} for mid, item in zip(ids, chunk, strict=True)],
@@ -191,7 +212,8 @@ def add_migrations(
                     seq=1,
                     at=now,
                     prev_hash="",
-                    event=_created_event(item, batch_name, actor),
+                    event=_created_event(item, batch_name, batch_id, actor),
+                    key=key,
                 )
                 for mid, item in zip(ids, chunk, strict=True)
             ]
@@ -213,6 +235,8 @@ def _set_values(change: Change) -> dict[str, Any]:
         values["state"] = change.new_state.value
         if change.new_state in TERMINAL_STATES and change.next_run_at is UNCHANGED:
             values["next_run_at"] = None  # nothing runs in a terminal state
+    if change.clear_pending:
+        values.update(dict.fromkeys(_PENDING_FIELDS))
     return values
 
 
@@ -265,25 +289,63 @@ def apply(db: Database, change: Change) -> MigrationRecord | None:
     return apply_many(db, [change])[0]
 
 
-def apply_many(db: Database, changes: Sequence[Change]) -> list[MigrationRecord | None]:
+def apply_many(
+    db: Database, changes: Sequence[Change], *, follow_up: FollowUp | None = None
+) -> list[MigrationRecord | None]:
     """``apply`` for several changes in ONE transaction (group commit): each is still its own
     compare-and-set with the same result as ``apply``'s; their audit events go in with one
-    executemany; a database error stores none of them."""
+    executemany; a database error stores none of them.
+
+    A change whose compare-and-set fails still appends its ``if_stale`` events (no state
+    change). With ``follow_up``, a moved row that carries a pending operator request gets that
+    request applied right after, in the same transaction (the record returned is the final one);
+    the RETURNING row already holds the request, so the happy path reads nothing more."""
     if not changes:
         return []
     action = f"apply a change to migration {changes[0].migration_id}" if len(changes) == 1 else "apply changes"
     with db.write(action) as conn:
         now = db.clock.now()
         events: list[dict[str, Any]] = []
-        results = [_apply_in(db, conn, change, now, events) for change in changes]
+        results = [_apply_in(db, conn, change, now, events, follow_up) for change in changes]
         insert_rows(conn, events)
         return results
 
 
 def _apply_in(
-    db: Database, conn: Connection, change: Change, now: datetime, event_rows: list[dict[str, Any]]
+    db: Database,
+    conn: Connection,
+    change: Change,
+    now: datetime,
+    event_rows: list[dict[str, Any]],
+    follow_up: FollowUp | None = None,
 ) -> MigrationRecord | None:
-    """The compare-and-set of one change; its audit rows are added to ``event_rows``."""
+    """The compare-and-set of one change (and of the pending request it lets through);
+    its audit rows are added to ``event_rows``."""
+    first = len(event_rows)
+    record = _cas_in(db, conn, change, now, event_rows, None)
+    if record is None:
+        if change.if_stale:
+            append_events(
+                db, conn, migration_id=change.migration_id, events=list(change.if_stale), now=now, event_rows=event_rows
+            )
+        return None
+    if follow_up is None or record.pending is None or change.clear_pending:
+        return record
+    then = replace(follow_up(record, record.pending), clear_pending=True)
+    # The first change's events are not inserted yet: chain on from the last of them.
+    head = event_rows[-1]["hash"] if len(event_rows) > first else None
+    return _cas_in(db, conn, then, now, event_rows, head) or record
+
+
+def _cas_in(
+    db: Database,
+    conn: Connection,
+    change: Change,
+    now: datetime,
+    event_rows: list[dict[str, Any]],
+    head_hash: str | None,
+) -> MigrationRecord | None:
+    """One compare-and-set; ``head_hash`` when the chain's head is not in the table yet."""
     events = list(change.events)
     values = _set_values(change)
     completes = change.new_state is not None and change.new_state in TERMINAL_STATES
@@ -304,6 +366,12 @@ def _apply_in(
     if events:
         head = row["event_seq"] - len(events)
         event_rows += next_rows(
-            conn, migration_id=change.migration_id, head_seq=head, at=now, events=events, head_hash=row["head_hash"]
+            conn,
+            migration_id=change.migration_id,
+            head_seq=head,
+            at=now,
+            events=events,
+            key=require_key(db),
+            head_hash=head_hash or row["head_hash"],
         )
     return records_from(db, conn, [row])[0]

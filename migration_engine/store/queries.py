@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -9,7 +10,7 @@ from sqlalchemy import Connection, RowMapping, Select, func, select
 
 from migration_engine.machine import TERMINAL_STATES, Direction, State
 from migration_engine.store.database import Database
-from migration_engine.store.records import MigrationRecord
+from migration_engine.store.records import MigrationRecord, PendingRequest
 from migration_engine.store.schema import batches, migrations
 
 # Bound parameters per IN (...) list: far below SQLite's and PostgreSQL's limits.
@@ -53,7 +54,17 @@ def to_record(row: RowMapping, batch_name: str | None) -> MigrationRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         completed_at=row["completed_at"],
+        pending=pending_of(row),
     )
+
+
+def pending_of(row: RowMapping) -> PendingRequest | None:
+    """The row's pending operator request, if any (rows read without those columns have none)."""
+    action = row.get("pending_action")
+    if action is None:
+        return None
+    detail = json.loads(row["pending_detail"]) if row.get("pending_detail") else {}
+    return PendingRequest(action=action, actor=row["pending_actor"] or "", at=row["pending_at"], detail=detail)
 
 
 def records_from(db: Database, conn: Connection, rows: Iterable[RowMapping]) -> list[MigrationRecord]:

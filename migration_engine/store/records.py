@@ -13,7 +13,9 @@ from typing import Any, Final
 
 from migration_engine.machine import Direction, State, Trigger
 
-EVENT_KINDS: Final = frozenset({"created", "transition", "api_call", "operator", "error", "observation"})
+EVENT_KINDS: Final = frozenset(
+    {"created", "transition", "api_call", "operator", "error", "observation", "audit_rekeyed"}
+)
 
 
 class _Unchanged(Enum):
@@ -56,6 +58,21 @@ class MigrationRecord:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    pending: PendingRequest | None = None  # an operator's action waiting for the step in flight
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """An operator's action asked for while a step was in flight; applied after the step's outcome.
+
+    ``detail`` is what the action needs (a key set's key as ciphertext only, and masked for
+    the audit); it is never shown as is.
+    """
+
+    action: str  # cancel | pause | resume | retry | key set
+    actor: str
+    at: datetime
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -99,7 +116,7 @@ class AuditEvent:
     request_id: str | None
     detail: Mapping[str, Any]
     prev_hash: str  # "" for seq 1
-    hash: str  # hex SHA-256 over the content fields and prev_hash
+    hash: str  # hex HMAC-SHA256 under the audit key over the content fields and prev_hash
 
 
 @dataclass(frozen=True)
@@ -141,6 +158,10 @@ class Change:
     deadline_at: datetime | _Unchanged | None = UNCHANGED
     paused: bool | _Unchanged = UNCHANGED
     events: Sequence[EventIn] = ()
+    # Appended anyway, without a state change, when the compare-and-set fails: a step's remote
+    # side effects (its api_call events) are recorded whatever becomes of its result.
+    if_stale: Sequence[EventIn] = ()
+    clear_pending: bool = False  # this change settles the row's pending operator request
 
 
 @dataclass(frozen=True)
@@ -164,12 +185,33 @@ class WorkSummary:
 
 @dataclass(frozen=True)
 class BrokenLink:
-    """The first place a migration's audit hash chain breaks."""
+    """Why one migration's audit trail does not verify: the first place its chain breaks, or
+    where its row disagrees with its chain, or with an anchor."""
+
+    migration_id: int
+    party_id: str  # the row's (or, for a migration whose row is gone, its chain's or anchor's)
+    seq: int  # the first seq that does not verify (or is missing), or the event the row contradicts
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """One migration's chain head, as an anchor records it."""
 
     migration_id: int
     party_id: str
-    seq: int  # the first seq that does not verify (or is missing)
-    reason: str
+    seq: int  # the migration's event count (its row's event_seq)
+    head: str  # the hash of event ``seq``
+
+
+@dataclass(frozen=True)
+class AuditAnchor:
+    """Every migration's chain head at one moment, with an HMAC over them all (``root``)."""
+
+    written_at: datetime
+    key_id: str  # which audit key wrote it (an HMAC of a fixed text: reveals nothing of the key)
+    heads: Sequence[ChainHead]
+    root: str
 
 
 @dataclass(frozen=True)

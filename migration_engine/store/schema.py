@@ -141,6 +141,12 @@ migrations = Table(
     # The seq of the migration's last audit event: the chain's head, kept on the row so that
     # `audit verify` also detects a deleted last event, and `apply` knows the next seq.
     Column("event_seq", Integer, nullable=False),
+    # An operator's action asked for while a step was in flight: the worker applies it after
+    # the step's outcome, in the same transaction (docs/state-machines.md). NULL: none pending.
+    Column("pending_action", String(16), nullable=True),
+    Column("pending_actor", Text, nullable=True),
+    Column("pending_at", UtcDateTime, nullable=True),
+    Column("pending_detail", Text, nullable=True),  # JSON; a key set's key as ciphertext only
 )
 
 Index(
@@ -202,3 +208,30 @@ workers = Table(
     Column("steps_run", Integer, nullable=False),
 )
 Index("ix_workers_heartbeat_at", workers.c.heartbeat_at)
+
+# The key-encryption keys (store/vault.py): never a key, only how to derive it again (KDF, salt,
+# scrypt's cost) and its check value, which every command that encrypts or decrypts migration
+# keys checks the configured key against first. One row is ``current``; during `keys rotate`
+# one is ``next``; the keys rotated away stay as ``retired`` history.
+key_vault = Table(
+    "key_vault",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("kdf", String(16), nullable=False),
+    Column("salt", Text, nullable=False),  # base64
+    Column("scrypt_n", Integer, nullable=True),
+    Column("scrypt_r", Integer, nullable=True),
+    Column("scrypt_p", Integer, nullable=True),
+    Column("check_value", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("retired_at", UtcDateTime, nullable=True),
+)
+KEY_VAULT_LIVE_PREDICATE = "status <> 'retired'"
+Index(
+    "uq_key_vault_status",
+    key_vault.c.status,
+    unique=True,
+    postgresql_where=text(KEY_VAULT_LIVE_PREDICATE),
+    sqlite_where=text(KEY_VAULT_LIVE_PREDICATE),
+)

@@ -137,7 +137,8 @@ def test_a_late_result_after_the_lease_ran_out_is_discarded_and_logged(tmp_path,
     # The late step stopped before prepareToMigrate (its lease was gone): the SML still holds
     # the key worker-b got and stored, so the new provider will be able to use it.
     assert [c["method"] for c in sandbox.model.calls(kvk(2))] == ["GET"]
-    assert rt.vault().decrypt(record.key_ciphertext or "") == sandbox.model.party(kvk(2))["migration"]["key"]
+    stored = rt.vault().decrypt(record.key_ciphertext or "", migration_id=record.id, party_id=record.party_id)
+    assert stored == sandbox.model.party(kvk(2))["migration"]["key"]
     rt.close()
 
 

@@ -13,11 +13,12 @@ from migration_engine.clock import ManualClock
 from migration_engine.engine.recorder import Recorded, Recorder
 from migration_engine.machine import Direction, State
 from migration_engine.store import Change, EventIn, MigrationRecord, NewMigration, Store
+from tests.support import TEST_AUDIT_KEY
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(f"sqlite:///{tmp_path / 'recorder.db'}", clock=ManualClock())
+    store = Store(f"sqlite:///{tmp_path / 'recorder.db'}", clock=ManualClock(), audit_key=TEST_AUDIT_KEY)
     store.upgrade()
     yield store
     store.close()

@@ -28,7 +28,8 @@ from migration_engine.sandbox.dns import SandboxDns
 from migration_engine.sandbox.model import SandboxModel
 from migration_engine.settings import Settings, with_overrides
 from migration_engine.store import MigrationRecord, NewMigration, Store
-from tests.support import PROFILES, TEST_KEK
+from tests.support import PROFILES, TEST_AUDIT_KEY, TEST_KEK
+from tests.support.records import sealed
 from tests.support.steps import KEY, OUR_AP, ScriptedPsb
 
 PARTY = "0106:12345678"
@@ -58,7 +59,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def store(tmp_path: Path, clock: ManualClock) -> Iterator[Store]:
-    store = Store(f"sqlite:///{tmp_path / 'worker.db'}", clock=clock)
+    store = Store(f"sqlite:///{tmp_path / 'worker.db'}", clock=clock, audit_key=TEST_AUDIT_KEY)
     store.upgrade()
     yield store
     store.close()
@@ -92,7 +93,7 @@ def make_worker(
 
 
 def add(store: Store, clock: ManualClock, state: State, direction: Direction = Direction.FROM_ECONNECT) -> None:
-    key = VAULT.encrypt(KEY) if state is not State.REQUESTED or direction is Direction.TO_ECONNECT else None
+    has_key = state is not State.REQUESTED or direction is Direction.TO_ECONNECT
     store.add_migrations(
         batch_name="b",
         items=[
@@ -101,12 +102,12 @@ def add(store: Store, clock: ManualClock, state: State, direction: Direction = D
                 direction=direction,
                 state=state,
                 new_provider="provider-b",
-                key_ciphertext=key,
-                key_issued_at=clock.now() if key else None,
+                key_issued_at=clock.now() if has_key else None,
                 next_run_at=clock.now(),
             )
         ],
         actor="test",
+        seal=sealed(VAULT, {PARTY: KEY} if has_key else {}),
     )
 
 

@@ -29,6 +29,7 @@ from sqlalchemy.pool import NullPool
 from migration_engine.clock import ManualClock
 from migration_engine.sandbox import SandboxConfig
 from migration_engine.store import Store
+from tests.support import TEST_AUDIT_KEY
 from tests.support.postgres import connect as connect_postgres
 
 POSTGRES_URL_ENV = "PEPPOL_MIGRATE_TEST_POSTGRES_URL"
@@ -99,6 +100,7 @@ def make_store(db_url: str, clock: ManualClock) -> Iterator[Callable[..., Store]
     stores: list[Store] = []
 
     def make(*, upgrade: bool = True, **kwargs: Any) -> Store:
+        kwargs.setdefault("audit_key", TEST_AUDIT_KEY)
         store = Store(db_url, clock=kwargs.pop("clock", clock), **kwargs)
         stores.append(store)
         if upgrade:

@@ -15,7 +15,7 @@ import pytest
 from migration_engine.clock import SystemClock
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from migration_engine.store import Store
-from tests.support import engine_env, expected_moves, kvk, seed_batch
+from tests.support import TEST_AUDIT_KEY, engine_env, expected_moves, kvk, seed_batch
 from tests.support.durability import Transcript, change_kind, moves_by_migration
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -53,7 +53,7 @@ def test_four_workers_share_a_batch_and_never_repeat_a_change(tmp_path, postgres
         assert codes == [0] * WORKERS, [t[-2000:] for t in out.everything().values()]
         calls = sandbox.model.calls()
 
-    store = Store(db_url, clock=SystemClock())
+    store = Store(db_url, clock=SystemClock(), audit_key=TEST_AUDIT_KEY)
     records = list(store.list_migrations())
     assert len(records) == PARTIES and {r.state.value for r in records} == {"completed"}
     paths = moves_by_migration(store)

@@ -1,14 +1,17 @@
 """`import` through the CLI: any bad row refuses the whole file, says where and why, writes nothing.
 
 One CSV holds a bad row of each of 42 kinds between good rows (``badrows``); JSON lines and
-header faults have their own files. Every refusal must exit 2, name each bad line (and the
-column, where one is at fault) and leave the database byte for byte as it was. The same file
-without its bad rows imports, so the report named exactly the bad rows. Last, 100,000 rows
-go through `import` in one process that stays small.
+header faults have their own files. Every refusal must exit 2, name each bad line once (and
+the column, where one is at fault) with the reason of its kind, and leave the database byte for
+byte as it was: the same SQL dump, and the same sha256 of every file of the database (main
+file and WAL; the ``-shm`` index is rebuilt by any reader, so it is not compared) and of the
+handoff outbox. The same file without its bad rows imports, so the report named exactly the
+bad rows. Last, 100,000 rows go through `import` in one process that stays small.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -36,6 +39,17 @@ def db(tmp_path):
 def env(db):
     # No PSB call happens in an import: the sandbox URL is never dialled.
     return engine_env(f"sqlite:///{db}", "http://127.0.0.1:9")
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file the engine may write under ``folder`` (the database, its WAL, an
+    outbox folder's files), not the batch files the test wrote at the top."""
+    inputs = {f for f in folder.glob("*.csv")}
+    return {
+        str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(folder.rglob("*"))
+        if f.is_file() and f not in inputs and not f.name.endswith("-shm")
+    }
 
 
 def dump(db: Path) -> str:
@@ -66,10 +80,12 @@ def reported_lines(stderr: str) -> dict[int, set[str | None]]:
 
 def test_every_kind_of_bad_row_is_named_and_nothing_is_written(tmp_path, env, db, prepared):
     body, bad, good_lines, clean = badrows.build(ACTIVE)
-    assert len({b.kind for b in bad.values()}) >= 30
+    assert len({b.kind for b in bad.values()}) == len(bad) == 42 and all(b.why for b in bad.values())
     file = tmp_path / "spring.csv"
     file.write_bytes(body)
     status_before = as_json(peppol_migrate("status", "--json", env=env, cwd=ROOT))
+    hashes_before = file_hashes(tmp_path)
+    assert "import.db" in hashes_before
 
     for extra in ([], ["--dry-run"]):
         result = peppol_migrate("import", str(file), "--batch", "spring", *extra, env=env, cwd=ROOT)
@@ -88,13 +104,18 @@ def test_every_kind_of_bad_row_is_named_and_nothing_is_written(tmp_path, env, db
     assert as_data.returncode == 2
     report = json.loads(as_data.stdout)
     assert report["ok"] is False
-    assert {p["line"] for p in report["problems"]} == set(bad)
+    # Exactly one problem per bad line, each the problem of its kind, in the column at fault.
+    assert sorted(p["line"] for p in report["problems"]) == sorted(bad)
+    kinds = set()
     for p in report["problems"]:
-        assert p["why"], p
-        if bad[p["line"]].column:
-            assert p["column"] == bad[p["line"]].column, (bad[p["line"]].kind, p)
+        item = bad[p["line"]]
+        assert item.why in p["why"], (item.kind, p["why"])
+        assert p["column"] == item.column, (item.kind, p)
+        kinds.add(item.kind)
+    assert kinds == {b.kind for b in bad.values()}
 
     assert dump(db) == prepared
+    assert file_hashes(tmp_path) == hashes_before, "a refused import changed a file"
     assert as_json(peppol_migrate("status", "--json", env=env, cwd=ROOT)) == status_before
 
     # Without its bad rows the same file imports: the report named exactly what was wrong.
@@ -103,6 +124,7 @@ def test_every_kind_of_bad_row_is_named_and_nothing_is_written(tmp_path, env, db
     plan = as_json(peppol_migrate("import", str(fixed), "--batch", "spring", "--dry-run", "--json", env=env, cwd=ROOT))
     assert plan["rows"] == len(good_lines) and plan["dry_run"] is True
     assert dump(db) == prepared
+    assert file_hashes(tmp_path) == hashes_before, "a dry run changed a file"
     imported = peppol_migrate("import", str(fixed), "--batch", "spring", env=env, cwd=ROOT)
     assert imported.returncode == 0, imported.stderr
     assert as_json(peppol_migrate("status", "--json", env=env, cwd=ROOT))["total"] == 1 + len(good_lines)

@@ -22,7 +22,7 @@ from sqlalchemy.pool import NullPool
 from migration_engine.keys import mask
 from migration_engine.machine import State
 from migration_engine.store import Store
-from tests.support import ROOT, TEST_KEK
+from tests.support import ROOT, TEST_AUDIT_KEY, TEST_KEK
 from tests.support.cli import BIN, peppol_migrate
 
 
@@ -96,6 +96,7 @@ def secrets_to_find(sandbox: Any, *extra_keys: str) -> dict[str, str]:
     found |= {f"token {t[:4]}…": t for t in sandbox.model.tokens.issued()}
     found["client secret"] = sandbox.config.client_secret
     found["key-encryption key"] = TEST_KEK
+    found["audit key"] = TEST_AUDIT_KEY
     return found
 
 
@@ -117,12 +118,17 @@ def moves_by_migration(store: Store) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-# The changes each migration makes at the PSB when everything goes right once (default profile).
+# The changes each migration makes at the PSB when everything goes right once (default profile):
+# the calls of the committed steps. "PUT migration" is the PUT config that carries the key;
+# "PUT config" the profile's capabilities; "POST handoff" the key to the new provider.
 PSB_CHANGES = {
-    "to-econnect": Counter({"PUT config": 2, "PUT hook": 1, "PUT user": 1, "PUT enroll": 1}),  # key, capabilities
-    "key_rejected": Counter(),  # the refused PUT changed nothing
-    "from-econnect": Counter({"GET prepareToMigrate": 1}),  # the cleanup DELETEs find nothing (404)
+    "to-econnect": Counter({"PUT migration": 1, "PUT config": 1, "PUT hook": 1, "PUT user": 1, "PUT enroll": 1}),
+    "key_rejected": Counter({"PUT migration": 1}),  # refused: it changed nothing
+    "from-econnect": Counter({"GET prepareToMigrate": 1, "POST handoff": 1}),  # cleanup DELETEs find nothing
 }
+# The calls that must not be made twice: each may be repeated only after a crash between the call
+# and its commit, and the repeat is harmless by the PSB's rules (docs/durability.md).
+NON_IDEMPOTENT = ("PUT migration", "GET prepareToMigrate", "POST handoff")
 
 
 _KINDS = (
@@ -131,6 +137,8 @@ _KINDS = (
     (re.compile(r"/hook(/[^/]+)?$"), "hook"),
     (re.compile(r"/user/[^/]+/party(/[^/]+)?$"), "user"),
     (re.compile(r"/enroll$"), "enroll"),
+    (re.compile(r"/deliveryOption$"), "deliveryOption"),
+    (re.compile(r"/handoff$"), "handoff"),
 )
 
 
@@ -147,3 +155,40 @@ def psb_changes(calls: list[dict[str, Any]]) -> dict[str, Counter[str]]:
         if c["mutating"] and c["status"] and 200 <= c["status"] < 300 and c["fault"] in (None, "dropped_after"):
             found.setdefault(c["partyId"], Counter())[change_kind(c)] += 1
     return found
+
+
+def classified(calls: list[dict[str, Any]], handoffs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sandbox's API calls and the gateway's handoff POSTs, each with its ``kind``
+    (``change_kind``), a party's PUT config before its first deliveryOption lookup being its
+    ``PUT migration`` (only the key_issued step PUTs before the takeover is polled)."""
+    polled: set[str] = set()
+    out = []
+    for c in calls:
+        kind = change_kind(c)
+        if kind == "GET deliveryOption":
+            polled.add(c["partyId"])
+        elif kind == "PUT config" and c["partyId"] not in polled:
+            kind = "PUT migration"
+        out.append({**c, "kind": kind})
+    out += [{**h, "method": "POST", "kind": "POST handoff", "mutating": True} for h in handoffs]
+    return out
+
+
+def audit_request_ids(store: Store) -> set[str]:
+    """The request ids of every ``api_call`` audit event: the calls whose step was committed."""
+    return {
+        e.request_id
+        for r in store.list_migrations()
+        for e in store.events(r.id)
+        if e.kind == "api_call" and e.request_id
+    }
+
+
+def file_texts(folder: Path, *, skip: dict[str, str]) -> dict[str, str]:
+    """Every file under ``folder`` as text (bytes read as Latin-1, so any byte sequence of a
+    secret is found), except the names in ``skip`` (name: why it may hold a key)."""
+    return {
+        str(f.relative_to(folder)): f.read_bytes().decode("latin-1")
+        for f in sorted(folder.rglob("*"))
+        if f.is_file() and f.name not in skip
+    }

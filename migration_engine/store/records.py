@@ -14,7 +14,7 @@ from typing import Any, Final
 from migration_engine.machine import Direction, State, Trigger
 
 EVENT_KINDS: Final = frozenset(
-    {"created", "transition", "api_call", "operator", "error", "observation", "audit_rekeyed"}
+    {"created", "transition", "api_call", "operator", "error", "observation", "audit_rekeyed", "snapshot", "finding"}
 )
 
 

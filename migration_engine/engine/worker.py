@@ -232,8 +232,12 @@ class Worker:
         self.heartbeat()
 
     def _still_in_flight(self, record: MigrationRecord) -> bool:
+        """Whether this very claim of ``record`` still runs: the row may have been recorded and
+        claimed again by this worker since the renewal read it (a new version), and that newer
+        claim's lease is not the one that failed to renew."""
         with self._lock:
-            return record.id in self._in_flight
+            current = self._in_flight.get(record.id)
+            return current is not None and current.version == record.version
 
     def heartbeat(self, *, stopped: bool = False) -> None:
         """Record this worker's presence and circuit for `status`; a database hiccup is only logged."""

@@ -3,6 +3,7 @@ scripted PSB (``httpx.MockTransport``) and a ManualClock."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -303,3 +304,17 @@ def test_run_until_idle_returns_at_once_when_nothing_is_left(store: Store, clock
     assert worker.steps_run == 0 and clock.now() == ManualClock().now()
     with pytest.raises(RuntimeError, match="runs once"):
         worker.run(until_idle=True)
+
+
+def test_a_failed_renewal_of_an_earlier_claim_is_no_lost_lease(store: Store, clock: ManualClock) -> None:
+    """The renewal reads the running claims, then renews them one by one; meanwhile a step may be
+    recorded and its row claimed again by this same worker. The earlier claim's renewal then
+    misses (the version moved on), but the lease this worker holds is the newer one: no warning."""
+    add(store, clock, State.REQUESTED)
+    worker = make_worker(store, clock, ScriptedPsb({}))
+    first = claim(store)
+    again = dataclasses.replace(first, version=first.version + 2)  # recorded, then claimed again
+    worker._in_flight[first.id] = again
+    assert not worker._still_in_flight(first)
+    assert worker._still_in_flight(again)
+    worker.close()

@@ -294,15 +294,21 @@ def _split(text: str) -> tuple[str, str]:
     raise InvalidParticipantId(text, f"the ICD {icd!r} is not 4 digits (nor a scheme alias such as NL:KVK)")
 
 
-def parse(text: str) -> ParticipantId:
-    """Validate a participant id in any accepted notation; raise ``InvalidParticipantId`` with why."""
+def parse(text: str, *, strict: bool = True) -> ParticipantId:
+    """Validate a participant id in any accepted notation; raise ``InvalidParticipantId`` with why.
+
+    ``strict=False`` (``plan`` reading a batch file) skips the scheme checks: a removed or
+    unregistrable scheme and the scheme's own format and check digits (``value_problem``),
+    which the plan reports as its classes. The syntax, a known ICD, the characters and the
+    length are checked either way.
+    """
     icd, value = _split(text)
     scheme = SCHEMES.get(icd)
     if scheme is None:
         raise InvalidParticipantId(
             text, f"unknown ICD {icd}: not in the Peppol participant identifier code list {CODE_LIST_VERSION}"
         )
-    if not scheme.registrable:
+    if strict and not scheme.registrable:
         when = f" on {scheme.removed_on}" if scheme.removed_on else ""
         status = "was removed from the code list" if scheme.state == "removed" else "cannot be registered"
         instead = f"; use {_SUCCESSORS[icd]} instead" if icd in _SUCCESSORS else ""
@@ -321,11 +327,63 @@ def parse(text: str) -> ParticipantId:
             f"{len(icd) + 1 + len(value)} characters as ICD:value; PFUOI 4.4 allows at most {MAX_LENGTH}",
         )
     rule = _RULES.get(icd)
-    if rule is not None and (why := rule(value.upper())):
+    if strict and rule is not None and (why := rule(value.upper())):
         raise InvalidParticipantId(text, why)
     return ParticipantId(icd, value.lower())
+
+
+def value_problem(pid: ParticipantId) -> str | None:
+    """Why ``pid``'s value breaks its scheme's own format or check digits, or None."""
+    rule = _RULES.get(pid.icd)
+    return rule(pid.value.upper()) if rule is not None else None
+
+
+def successor(icd: str) -> str | None:
+    """The ICD the code list names as the replacement of a removed scheme, if any."""
+    return _SUCCESSORS.get(icd)
 
 
 def canonical(text: str) -> str:
     """The canonical ``ICD:value`` of a participant id in any accepted notation (fully validated)."""
     return parse(text).canonical
+
+
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+
+
+def parse_lenient(text: str) -> tuple[ParticipantId, tuple[str, ...]]:
+    """A participant id as far as the Peppol syntax goes, with the scheme checks as warnings.
+
+    For ``lookup`` and the preflight, which must compute DNS names and ask the network about
+    any identifier a sender could use: the notation must parse (``[iso6523-actorid-upis::]ICD:value``
+    or a text alias), the value must be non-empty, without spaces or control characters and
+    within PFUOI 4.4's length. An unknown or removed ICD, characters outside BIS's set and a
+    failed scheme rule (check digits, length) become warnings. Import stays strict (``parse``).
+    """
+    icd, value = _split(text)
+    if not value:
+        raise InvalidParticipantId(text, f"the value after {icd}: is empty")
+    if bad := _CONTROL_OR_SPACE.search(value):
+        where = f"position {bad.start() + 1} of the value"
+        raise InvalidParticipantId(text, f"character {bad.group()!r} at {where} is a space or control character")
+    if len(icd) + 1 + len(value) > MAX_LENGTH:
+        raise InvalidParticipantId(
+            text, f"{len(icd) + 1 + len(value)} characters as ICD:value; PFUOI 4.4 allows at most {MAX_LENGTH}"
+        )
+    warnings: list[str] = []
+    scheme = SCHEMES.get(icd)
+    if scheme is None:
+        warnings.append(f"unknown ICD {icd}: not in the Peppol participant identifier code list {CODE_LIST_VERSION}")
+    elif not scheme.registrable:
+        when = f" on {scheme.removed_on}" if scheme.removed_on else ""
+        status = "was removed from the code list" if scheme.state == "removed" else "cannot be registered"
+        instead = f"; use {_SUCCESSORS[icd]} instead" if icd in _SUCCESSORS else ""
+        warnings.append(f"ICD {icd} ({scheme.scheme_id}) {status}{when}{instead}")
+    elif scheme.state == "deprecated":
+        warnings.append(f"ICD {icd} ({scheme.scheme_id}) is deprecated in the code list {CODE_LIST_VERSION}")
+    if bad := _BAD_VALUE_CHAR.search(value):
+        warnings.append(f"character {bad.group()!r} of the value is outside A-Z a-z 0-9 - . _ ~")
+    rule = _RULES.get(icd)
+    if rule is not None and not _BAD_VALUE_CHAR.search(value) and (why := rule(value.upper())):
+        warnings.append(why)
+    return ParticipantId(icd, value.lower()), tuple(warnings)

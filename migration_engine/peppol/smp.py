@@ -18,7 +18,12 @@ The ServiceMetadata URL is always built from the SMP base URL the SML gave and t
 type id, never from a ``href`` in an answer, so an answer cannot send us elsewhere (apart from
 the one ``Redirect`` hop the spec allows). No signature is checked: this is a reachability
 check, not a trust decision. 404 means "not there" (None); timeouts, other statuses and
-unparseable XML raise ``NetworkLookupError``.
+unparseable XML raise ``NetworkLookupError``; an answer that arrived but cannot be read (not
+well-formed, unsafe, the wrong document, too large) raises its subclass ``SmpAnswerError``, so
+callers can tell "the SMP answers garbage" from "the SMP could not be reached".
+
+``GET {smp}/businesscard/{participant}`` (phoss SMP's business card API, the Directory's v3
+XML) is read by ``business_card``, which returns the raw bytes for ``peppol.businesscard``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,18 @@ NS = {
     "wsa": "http://www.w3.org/2005/08/addressing",
 }
 MAX_BYTES = 2 * 1024 * 1024  # a ServiceGroup of thousands of document types stays far below
+
+
+class SmpAnswerError(NetworkLookupError):
+    """The SMP answered, but with something that is not the document asked for."""
+
+
+def is_technical(exc: NetworkLookupError) -> bool:
+    """Whether a failure is worth asking again (timeout, refused, DNS trouble, 429, 5xx),
+    rather than an answer (garbage, 403, 410, ...) that another try would only repeat."""
+    if isinstance(exc, SmpAnswerError):
+        return False
+    return exc.status is None or exc.status == 429 or exc.status >= 500
 
 
 def participant_segment(party_id: str) -> str:
@@ -116,9 +133,9 @@ def _parse(data: bytes, what: str) -> ET.Element:
     try:
         root: ET.Element = SafeET.fromstring(data, forbid_dtd=True)
     except defusedxml.DefusedXmlException as exc:
-        raise NetworkLookupError(f"the SMP's {what} was refused as unsafe XML: {exc!r}", code="SMP") from None
+        raise SmpAnswerError(f"the SMP's {what} was refused as unsafe XML: {exc!r}", code="SMP") from None
     except ET.ParseError as exc:
-        raise NetworkLookupError(f"the SMP's {what} is not well-formed XML: {exc}", code="SMP") from None
+        raise SmpAnswerError(f"the SMP's {what} is not well-formed XML: {exc}", code="SMP") from None
     return root
 
 
@@ -135,7 +152,7 @@ def parse_service_group(data: bytes) -> ServiceGroup:
     """A ServiceGroup document; document types come from each reference's last path segment."""
     root = _parse(data, "ServiceGroup")
     if root.tag != _tag("smp:ServiceGroup"):
-        raise NetworkLookupError(f"expected a ServiceGroup from the SMP, got <{root.tag}>", code="SMP")
+        raise SmpAnswerError(f"expected a ServiceGroup from the SMP, got <{root.tag[:200]}>", code="SMP")
     participant = _text(root.find("ids:ParticipantIdentifier", NS))
     refs = []
     for ref in root.iterfind("smp:ServiceMetadataReferenceCollection/smp:ServiceMetadataReference", NS):
@@ -154,16 +171,16 @@ def parse_service_metadata(data: bytes) -> ServiceMetadata:
     if root.tag == _tag("smp:SignedServiceMetadata"):
         found = root.find("smp:ServiceMetadata", NS)
         if found is None:
-            raise NetworkLookupError("the SMP's SignedServiceMetadata holds no ServiceMetadata", code="SMP")
+            raise SmpAnswerError("the SMP's SignedServiceMetadata holds no ServiceMetadata", code="SMP")
         root = found
     if root.tag != _tag("smp:ServiceMetadata"):
-        raise NetworkLookupError(f"expected ServiceMetadata from the SMP, got <{root.tag}>", code="SMP")
+        raise SmpAnswerError(f"expected ServiceMetadata from the SMP, got <{root.tag[:200]}>", code="SMP")
     redirect = root.find("smp:Redirect", NS)
     if redirect is not None:
         return ServiceMetadata("", (), redirect.get("href", ""))
     info = root.find("smp:ServiceInformation", NS)
     if info is None:
-        raise NetworkLookupError("the SMP's ServiceMetadata has neither ServiceInformation nor Redirect", code="SMP")
+        raise SmpAnswerError("the SMP's ServiceMetadata has neither ServiceInformation nor Redirect", code="SMP")
     document_type = _text(info.find("ids:DocumentIdentifier", NS))
     endpoints = []
     for process in info.iterfind("smp:ProcessList/smp:Process", NS):
@@ -207,12 +224,16 @@ class SmpClient:
                 for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) > MAX_BYTES:
-                        raise NetworkLookupError(f"the SMP's answer to GET {url} is too large", code="SMP")
+                        raise SmpAnswerError(f"the SMP's answer to GET {url} is too large", code="SMP")
                 return bytes(body)
         except httpx.HTTPError as exc:
             raise NetworkLookupError(
                 f"GET {url} failed: {type(exc).__name__}: {exc}", code="SMP", party_id=party_id
             ) from exc
+
+    def business_card(self, smp_url: str, party_id: str) -> bytes | None:
+        """The raw business card (v3 XML) at ``{smp}/businesscard/{participant}``; None on 404."""
+        return self._get(f"{smp_url.rstrip('/')}/businesscard/{participant_segment(party_id)}", party_id)
 
     def service_group(self, smp_url: str, party_id: str) -> ServiceGroup | None:
         """The participant's ServiceGroup at ``smp_url``; None when that SMP does not know it."""
@@ -228,9 +249,9 @@ class SmpClient:
         if found is not None and found.redirect:
             target = urlsplit(found.redirect)
             if target.scheme not in ("http", "https"):
-                raise NetworkLookupError(f"the SMP redirects to {found.redirect!r}", code="SMP", party_id=party_id)
+                raise SmpAnswerError(f"the SMP redirects to {found.redirect!r}", code="SMP", party_id=party_id)
             data = self._get(found.redirect, party_id)
             found = None if data is None else parse_service_metadata(data)
             if found is not None and found.redirect:
-                raise NetworkLookupError("the SMP redirects more than once", code="SMP", party_id=party_id)
+                raise SmpAnswerError("the SMP redirects more than once", code="SMP", party_id=party_id)
         return found

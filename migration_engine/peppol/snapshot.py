@@ -35,7 +35,11 @@ LOOKUP_ANSWERS = (REGISTERED, NOT_REGISTERED, SMP_MISSING, SMP_GARBAGE, TECHNICA
 @dataclass(frozen=True)
 class ServiceSeen:
     """One document type the party's SMP publishes, with its processes and each process's
-    endpoints' transport profiles (e.g. ``peppol-transport-as4-v2_0``)."""
+    endpoints' transport profiles (e.g. ``peppol-transport-as4-v2_0``).
+
+    ``document_type`` is the bare value for the ``busdox-docid-qns`` scheme (the form of
+    ``verification.CORE_DOCUMENT_TYPES``), ``scheme::value`` for any other scheme (e.g.
+    ``peppol-doctype-wildcard::...``)."""
 
     document_type: str
     processes: tuple[str, ...] = ()
@@ -93,6 +97,7 @@ class PartySnapshot:
     business_card: BusinessCardSeen | None = None
     problems: tuple[str, ...] = ()  # what went wrong while looking (technical, partial answers)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    econnect: bool = False  # the SMP is eConnect's (verify.econnect_smp_host); provider is then "eConnect"
 
     @property
     def document_types(self) -> list[str]:
@@ -110,6 +115,7 @@ class PartySnapshot:
             "services": [s.as_detail() for s in self.services],
             "business_card": None if self.business_card is None else self.business_card.as_detail(),
             "problems": list(self.problems),
+            "econnect": self.econnect,
         }
         if self.extra:
             detail["extra"] = dict(self.extra)
@@ -129,4 +135,5 @@ class PartySnapshot:
             business_card=None if card is None else BusinessCardSeen.from_detail(card),
             problems=tuple(str(p) for p in data.get("problems", ())),
             extra=dict(data.get("extra", {})),
+            econnect=bool(data.get("econnect", False)),
         )

@@ -134,9 +134,21 @@ class NetworkVerifier:
         where = answer.smp_url or answer.status.replace("_", " ")
         return NetworkCheck(False, {"sml": seen}, f"the SML does not point at the new provider's SMP yet ({where})")
 
-    def inbound_published(self, party_id: str, required: Sequence[str]) -> NetworkCheck:
+    def _endpoints(self, smp_url: str, party_id: str, types: Sequence[str]) -> dict[str, list[str]]:
+        """Per document type, the endpoint URLs its ServiceMetadata at ``smp_url`` gives ([] when none)."""
+        found: dict[str, list[str]] = {}
+        for dt in dict.fromkeys(types):
+            metadata = self.smp.service_metadata(smp_url, party_id, dt)
+            found[dt] = sorted({e.address for e in metadata.endpoints}) if metadata else []
+        return found
+
+    def inbound_published(self, party_id: str, required: Sequence[str], received: Sequence[str] = ()) -> NetworkCheck:
         """Done when the SML points at eConnect's SMP and its ServiceGroup lists every ``required``
-        document type (at least one when none is required), each with an endpoint."""
+        document type (at least one when none is required), each with an endpoint.
+
+        ``received`` (receive parity: what the party's old SMP published) does not decide the
+        verdict: once the required types are there, the observation's ``smp.received_missing``
+        lists those of them eConnect's SMP does not publish with an endpoint."""
         answer, seen = self._sml(party_id)
         observation: dict[str, Any] = {"sml": seen}
         if not seen["econnect"] or answer.smp_url is None:
@@ -149,21 +161,52 @@ class NetworkVerifier:
         listed = group.document_types()
         missing = [dt for dt in required if dt not in listed]
         endpoints: dict[str, list[str]] = {}
-        for dt in required if not missing else ():
-            metadata = self.smp.service_metadata(answer.smp_url, party_id, dt)
-            urls = sorted({e.address for e in metadata.endpoints}) if metadata else []
-            endpoints[dt] = urls
-            if not urls:
-                missing.append(dt)
+        if not missing:
+            endpoints = self._endpoints(answer.smp_url, party_id, [*required, *(r for r in received if r in listed)])
+            missing = [dt for dt in required if not endpoints[dt]]
         observation["smp"] = {
             "document_types": len(listed),
             "missing": missing,
             "endpoints": sorted({u for urls in endpoints.values() for u in urls}),
         }
+        if received and not missing:
+            observation["smp"]["received_missing"] = [dt for dt in received if not endpoints.get(dt)]
         if missing:
             return NetworkCheck(False, observation, f"eConnect's SMP does not publish {len(missing)} document type(s)")
         if not listed:
             return NetworkCheck(False, observation, "eConnect's SMP lists no document type for the party")
+        return NetworkCheck(True, observation)
+
+    def outbound_published(self, party_id: str, received: Sequence[str]) -> NetworkCheck:
+        """Receive parity after an outbound takeover: the SMP the SML points at now (the new
+        provider's) publishes every ``received`` document type (what eConnect published), each
+        with an endpoint. ``ok`` only when the SML points away from eConnect and nothing is
+        missing; the observation's ``smp.missing`` lists the gap."""
+        answer, seen = self._sml(party_id)
+        observation: dict[str, Any] = {"sml": seen}
+        if answer.smp_url is None or seen["econnect"]:
+            where = answer.smp_url or answer.status.replace("_", " ")
+            return NetworkCheck(False, observation, f"the SML does not point at the new provider's SMP ({where})")
+        group = self.smp.service_group(answer.smp_url, party_id)
+        listed = group.document_types() if group is not None else []
+        endpoints = self._endpoints(answer.smp_url, party_id, [r for r in received if r in listed])
+        missing = [dt for dt in received if not endpoints.get(dt)]
+        observation["smp"] = {
+            "service_group": "found" if group is not None else "not found",
+            "document_types": len(listed),
+            "missing": missing,
+        }
+        if missing:
+            return NetworkCheck(False, observation, f"the new provider's SMP does not publish {len(missing)} type(s)")
+        return NetworkCheck(True, observation)
+
+    def econnect_lists(self, party_id: str, smp_url: str) -> NetworkCheck:
+        """Outbound leftovers: ``ok`` when eConnect's SMP at ``smp_url`` no longer has the party's
+        ServiceGroup (404)."""
+        group = self.smp.service_group(smp_url, party_id)
+        observation = {"econnect_smp": {"url": smp_url, "service_group": "found" if group is not None else "gone"}}
+        if group is not None:
+            return NetworkCheck(False, observation, "eConnect's SMP still lists the party")
         return NetworkCheck(True, observation)
 
     def lookup(self, party_id: str, *, metadata: bool = True) -> dict[str, Any]:

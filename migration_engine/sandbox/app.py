@@ -2,7 +2,8 @@
 
 Every ``/api/`` answer that is an error carries the PSB's error body; every ``/api/`` answer
 carries ``X-Request-Id`` (added by ``FaultMiddleware``). ``/sandbox/`` routes need no token
-and see no faults; nor do the SMPs under ``/smp/`` (``smp.py``).
+and see no faults; nor do the SMPs under ``/smp/`` (``smp.py``) and the Directory stub under
+``/directory/`` (``directory.py``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from starlette.routing import Route
 
 from migration_engine.sandbox.common import SandboxError, error_body, party_id
 from migration_engine.sandbox.config import SandboxConfig
+from migration_engine.sandbox.directory import routes as directory_routes
 from migration_engine.sandbox.faults import PARTY_ID, REQUEST_ID, FaultMiddleware, FaultState
 from migration_engine.sandbox.identity import OAuthError
 from migration_engine.sandbox.model import SandboxModel
+from migration_engine.sandbox.publications import from_json as publication_from_json
 from migration_engine.sandbox.smp import routes as smp_routes
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -299,8 +302,18 @@ async def calls(request: Request) -> Response:
 async def parties(request: Request) -> Response:
     model = _model(request)
     if request.method == "POST":
-        pid, owner, caps = await _fields(request, "partyId", "owner", "capabilities")
-        model.register(str(pid), str(owner or "econnect"), caps)
+        body = await _json(request)
+        if not isinstance(body, dict):
+            raise SandboxError(400, "the body must be an object with partyId, owner, capabilities")
+        pid, owner, caps = body.get("partyId"), body.get("owner"), body.get("capabilities")
+        try:
+            publication = publication_from_json(body)
+        except ValueError as exc:
+            raise SandboxError(400, str(exc)) from None
+        if owner != "none":  # "none": registered nowhere (only a publication, e.g. a Directory card)
+            model.register(str(pid), str(owner or "econnect"), caps)
+        if publication is not None:
+            model.publish(str(pid), publication)
         return JSONResponse(model.party(str(pid)), 201)
     return JSONResponse(model.parties())
 
@@ -372,7 +385,8 @@ def create_app(
         Route(f"/sandbox/parties/{party}", one_party, methods=["GET"]),
         Route("/sandbox/providers", providers, methods=["GET", "POST"]),
         Route("/sandbox/providers/{name}/{action}", provider_action, methods=["POST"]),
-        *smp_routes(),  # the SMPs' ServiceGroup and ServiceMetadata (smp.py)
+        *smp_routes(),  # the SMPs' ServiceGroup, ServiceMetadata and business cards (smp.py)
+        *directory_routes(),  # the Peppol Directory's search API (directory.py)
     ]
     app = Starlette(
         routes=routes,

@@ -74,7 +74,69 @@ CAPABILITIES: dict[str, tuple[str, tuple[DocumentType, ...]]] = {
 ALL_DOCUMENT_TYPES: tuple[DocumentType, ...] = tuple(
     dict.fromkeys(dt for _, dts in CAPABILITIES.values() for dt in dts)
 )
-"""Every document type the sandbox knows; other providers' APs accept all of them."""
+"""Every document type of eConnect's capabilities; other providers' APs accept all of them."""
+
+# Document types other providers' SMPs may publish that no eConnect capability covers.
+DESPATCH_ADVICE = DocumentType(
+    f"{_UBL}DespatchAdvice-2::DespatchAdvice##urn:fdc:peppol.eu:poacc:trns:despatch_advice:3::2.1",
+    "urn:fdc:peppol.eu:poacc:bis:despatch_advice:3",
+    "DespatchAdvice",
+)
+CATALOGUE = DocumentType(
+    f"{_UBL}Catalogue-2::Catalogue##urn:fdc:peppol.eu:poacc:trns:catalogue:3::2.1",
+    "urn:fdc:peppol.eu:poacc:bis:catalogue_only:3",
+    "Catalogue",
+)
+GENERIC_PROCESS = "urn:fdc:peppol.eu:poacc:bis:sandbox:generic"
+"""The process of a document type id the sandbox does not know (given in full by a test)."""
+
+# Short names of single document types, for the parties file and tests.
+DOCUMENT_TYPES: dict[str, DocumentType] = {
+    "invoice": BIS3_INVOICE,
+    "credit-note": BIS3_CREDIT_NOTE,
+    "cii": BIS3_CII,
+    "nlcius": NLCIUS_INVOICE,
+    "invoice-response": INVOICE_RESPONSE,
+    "order": ORDER_ORDERING,
+    "order-response": ORDER_RESPONSE,
+    "order-only": ORDER_ONLY,
+    "mlr": MLR,
+    "despatch-advice": DESPATCH_ADVICE,
+    "catalogue": CATALOGUE,
+}
+KNOWN_DOCUMENT_TYPES: tuple[DocumentType, ...] = tuple(dict.fromkeys((*ALL_DOCUMENT_TYPES, *DOCUMENT_TYPES.values())))
+
+
+def document_type_ids(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Document type ids from capability names (their types), short names (``DOCUMENT_TYPES``)
+    or full ids (anything with ``::``); ``ValueError`` names the unknown ones."""
+    ids: list[str] = []
+    unknown: list[str] = []
+    for name in names:
+        if name in CAPABILITIES:
+            ids.extend(dt.document_type_id for dt in CAPABILITIES[name][1])
+        elif name in DOCUMENT_TYPES:
+            ids.append(DOCUMENT_TYPES[name].document_type_id)
+        elif "::" in name and not any(c.isspace() for c in name):
+            ids.append(name.removeprefix("busdox-docid-qns::"))
+        else:
+            unknown.append(name)
+    if unknown:
+        raise ValueError(
+            f"unknown document type(s) {', '.join(unknown)}; known: a capability ({', '.join(CAPABILITIES)}), "
+            f"a document type ({', '.join(DOCUMENT_TYPES)}) or a full document type id"
+        )
+    return tuple(dict.fromkeys(ids))
+
+
+def types_of(ids: tuple[str, ...] | list[str]) -> list[DocumentType]:
+    """The ``DocumentType``s (each with its processes) of document type ids; an id the sandbox
+    does not know gets ``GENERIC_PROCESS``."""
+    out: list[DocumentType] = []
+    for doc_id in ids:
+        known = [dt for dt in KNOWN_DOCUMENT_TYPES if dt.document_type_id == doc_id]
+        out.extend(known or [DocumentType(doc_id, GENERIC_PROCESS, "Other")])
+    return out
 
 
 def normalise_state(name: str, value: object, inherited_on: bool) -> str:

@@ -7,6 +7,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from migration_engine.sandbox.publications import Publication
+
 ECONNECT = "econnect"
 """The SMP id of eConnect in the sandbox's SML."""
 
@@ -83,6 +85,11 @@ class SandboxConfig:
         drop_after_processing_share: of the dropped calls, the share dropped *after* the call
             took effect (the client cannot tell whether it did) (0.5).
 
+    Other providers' SMPs and the Directory (``publications.py``)
+        publications: ``(partyId, Publication)`` pairs: what the other provider's SMP holding
+            the party publishes (document types, business card, how it answers) and whether the
+            Directory stub lists its card. A party without one: the BIS 3 invoice alone, no card.
+
     Housekeeping
         seed_parties: ``(partyId, owner)`` pairs registered at start (owner ``econnect`` or a
             provider name), DNS already propagated.
@@ -130,6 +137,7 @@ class SandboxConfig:
     drop_rate: float = 0.0
     drop_after_processing_share: float = 0.5
 
+    publications: tuple[tuple[str, Publication], ...] = ()
     seed_parties: tuple[tuple[str, str], ...] = ()
     call_log_limit: int = 200_000
     help_link: str = "https://psb.econnect.eu/introduction/errors.html"
@@ -172,6 +180,8 @@ class SandboxConfig:
             value = getattr(self, f.name)
             if f.name == "providers":
                 value = [{"name": p.name, "apUrl": p.ap_url} for p in value]
+            elif f.name == "publications":
+                value = {pid: publication.public() for pid, publication in value}
             elif isinstance(value, tuple):
                 value = [list(v) if isinstance(v, tuple) else v for v in value]
             out[_camel(f.name)] = value

@@ -22,6 +22,7 @@ from migration_engine.sandbox.config import ECONNECT, SandboxConfig
 from migration_engine.sandbox.econnect import EConnectData
 from migration_engine.sandbox.identity import TokenStore
 from migration_engine.sandbox.providers import Providers, Takeover
+from migration_engine.sandbox.publications import Publication
 from migration_engine.sandbox.sml import ERR_106_TEXT, Sml, SmlFault
 
 KEY_REJECTED = (
@@ -52,8 +53,11 @@ class SandboxModel:
         self.providers = Providers(self.config.providers)
         self.econnect = EConnectData(self.config, self.clock)
         self.call_log = CallLog(self.clock, self.config.call_log_limit)
+        self.publications: dict[str, Publication] = {}
         for pid, owner in self.config.seed_parties:
             self.register(pid, owner)
+        for pid, publication in self.config.publications:
+            self.publish(pid, publication)
 
     # -- settings the PSB leaves undocumented (after vary_seed) ---------------------------
 
@@ -117,6 +121,21 @@ class SandboxModel:
                 self.econnect.apply(pid, caps, None)
 
     # -- other providers ---------------------------------------------------------------------
+
+    def publish(self, party: str, publication: Publication | None) -> None:
+        """What the other provider's SMP holding ``party`` publishes, and the Directory's card
+        (``publications.py``); None = back to the default (BIS 3 invoice, no card)."""
+        pid = party_id(party)
+        with self.lock:
+            if publication is None:
+                self.publications.pop(pid, None)
+            else:
+                self.publications[pid] = publication
+
+    def publication(self, party: str) -> Publication:
+        """The party's publication, or the default one."""
+        with self.lock:
+            return self.publications.get(party_id(party)) or Publication()
 
     def add_provider(self, name: str, ap_url: str) -> None:
         with self.lock:

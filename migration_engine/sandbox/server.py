@@ -33,7 +33,7 @@ class SandboxServer:
     ``with SandboxServer(SandboxConfig(...), clock=ManualClock()) as sandbox:`` then use
     ``sandbox.url`` (PSB API and identity server both), ``sandbox.model`` and ``sandbox.faults``.
     The SML zone is served as DNS on its own free UDP port (``sandbox.dns_address``), the SMPs
-    over HTTP at ``sandbox.smp_url(smp_id)``.
+    over HTTP at ``sandbox.smp_url(smp_id)``, the Directory stub at ``sandbox.directory_url``.
     """
 
     def __init__(self, config: SandboxConfig | None = None, clock: Clock | None = None) -> None:
@@ -59,6 +59,11 @@ class SandboxServer:
         if self.dns is None:
             raise RuntimeError("the sandbox server is not started")
         return self.dns.address
+
+    @property
+    def directory_url(self) -> str:
+        """The base URL of the sandbox's Peppol Directory stub, the form ``network.directory_url`` takes."""
+        return f"{self.url}/directory"
 
     def smp_url(self, smp_id: str) -> str:
         """The base URL of an SMP of the sandbox (``econnect`` or a provider's name)."""

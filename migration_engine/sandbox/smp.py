@@ -5,13 +5,20 @@
 - ``GET /smp/{smp id}/{participant}/services/{busdox-docid-qns::doctype}``: the
   SignedServiceMetadata of one document type: its processes and the access point endpoint.
 
-Each SMP answers from its own data, not from DNS: eConnect's SMP (``econnect``) publishes
-the document types of the party's capabilities that are on (the sandbox catalog) while the
-party is eConnect's; another provider's SMP publishes one generic invoice type (BIS Billing
-3 invoice) while the party is theirs. So after a Migrate the new SMP answers at once, and the
-old one 404s, while DNS may still lead senders to the old one.
+- ``GET /smp/{smp id}/businesscard/{participant}``: the party's business card (the Peppol
+  Directory's v3 XML), 404 when the SMP publishes none.
 
-No XML signature: the sandbox's ``ds:Signature`` is left out. No token needed, no faults.
+Each SMP answers from its own data, not from DNS: eConnect's SMP (``econnect``) publishes
+the document types of the party's capabilities that are on (the sandbox catalog) and the
+business card the PSB holds (when its state is on) while the party is eConnect's; another
+provider's SMP publishes the party's ``Publication`` (``publications.py``: document types,
+card, and how it answers: ``missing`` 404s, ``garbage`` is an HTML page, ``error`` a 500) or
+by default one generic invoice type (BIS Billing 3 invoice) while the party is theirs. So
+after a Migrate the new SMP answers at once, and the old one 404s, while DNS may still lead
+senders to the old one.
+
+No XML signature: the sandbox's ``ds:Signature`` is left out. No token needed, no faults
+besides a publication's ``smp_answer``.
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from migration_engine.peppol.snapshot import BusinessCardSeen
 from migration_engine.sandbox import catalog
 from migration_engine.sandbox.common import SandboxError, party_id
 from migration_engine.sandbox.config import ECONNECT
 from migration_engine.sandbox.model import SandboxModel
+from migration_engine.sandbox.publications import Publication
 
 SMP_NS = "http://busdox.org/serviceMetadata/publishing/1.0/"
 IDS_NS = "http://busdox.org/transport/identifiers/1.0/"
@@ -36,12 +45,36 @@ DOCUMENT_SCHEME = "busdox-docid-qns"
 PROCESS_SCHEME = "cenbii-procid-ubl"
 TRANSPORT_PROFILE = "peppol-transport-as4-v2_0"
 
+BC_NS = "http://www.peppol.eu/schema/pd/businesscard/20180621/"
+GARBAGE = b"<html><head><title>Maintenance</title></head><body>Back soon<br></body></html>"
+
 for _prefix, _uri in (("smp", SMP_NS), ("id", IDS_NS), ("wsa", WSA_NS)):
     ET.register_namespace(_prefix, _uri)
 
 
+class SmpFault(Exception):
+    """A publication's ``smp_answer`` other than ``ok``: how the SMP answers instead."""
+
+    def __init__(self, answer: str) -> None:
+        super().__init__(answer)
+        self.answer = answer
+
+
+def _publication(model: SandboxModel, smp_id: str, pid: str) -> Publication | None:
+    """The publication of a party another provider's SMP holds (under the model's lock)."""
+    if smp_id not in model.providers.ap_urls:
+        raise SandboxError(404, f"the sandbox has no SMP {smp_id!r}")
+    if model.sml.owner(pid) != smp_id:
+        return None
+    publication = model.publications.get(pid) or Publication()
+    if publication.smp_answer != "ok":
+        raise SmpFault(publication.smp_answer)
+    return publication
+
+
 def published(model: SandboxModel, smp_id: str, pid: str) -> tuple[list[catalog.DocumentType], str, str] | None:
-    """What ``smp_id`` publishes for ``pid``: (document types, AP url, certificate), or None."""
+    """What ``smp_id`` publishes for ``pid``: (document types, AP url, certificate), or None;
+    ``SmpFault`` when a publication says the SMP answers otherwise."""
     with model.lock:
         model.apply_due_events()
         owner = model.sml.owner(pid)
@@ -50,11 +83,61 @@ def published(model: SandboxModel, smp_id: str, pid: str) -> tuple[list[catalog.
                 return None
             config = model.config
             return model.econnect.offered(pid), config.access_point_url, config.access_point_certificate
-        if smp_id not in model.providers.ap_urls:
-            raise SandboxError(404, f"the sandbox has no SMP {smp_id!r}")
-        if owner != smp_id:
+        publication = _publication(model, smp_id, pid)
+        if publication is None:
             return None
-        return [catalog.BIS3_INVOICE], model.providers.ap_urls[smp_id], model.providers.certificate(smp_id)
+        return publication.types(), model.providers.ap_urls[smp_id], model.providers.certificate(smp_id)
+
+
+def econnect_card(card: dict[str, object]) -> BusinessCardSeen | None:
+    """eConnect's PSB business card (``{state, names: {value}, ...}``) as published, when on."""
+
+    def value(key: str) -> str | None:
+        item = card.get(key)
+        found = item.get("value") if isinstance(item, dict) else None
+        return found if isinstance(found, str) and found else None
+
+    if card.get("state") != "on" or value("names") is None:
+        return None
+    return BusinessCardSeen(
+        name=value("names"),
+        country_code=value("countryCode"),
+        geo_info=value("address"),
+        email=value("emailAddress"),
+        website=value("website"),
+        additional_info=value("additionalInfo"),
+    )
+
+
+def card_published(model: SandboxModel, smp_id: str, pid: str) -> BusinessCardSeen | None:
+    """The business card ``smp_id`` publishes for ``pid``, or None."""
+    with model.lock:
+        model.apply_due_events()
+        if smp_id == ECONNECT:
+            cfg = model.econnect.configs.get(pid)
+            if model.sml.owner(pid) != ECONNECT or cfg is None:
+                return None
+            return econnect_card(cfg.business_card)
+        publication = _publication(model, smp_id, pid)
+        return None if publication is None else publication.card_in_smp()
+
+
+def business_card_xml(pid: str, card: BusinessCardSeen) -> Response:
+    """The Peppol Directory's v3 ``BusinessCard`` of one business entity."""
+    root = ET.Element(f"{{{BC_NS}}}BusinessCard")
+    _el(root, BC_NS, "ParticipantIdentifier", pid, scheme=PARTICIPANT_SCHEME)
+    entity = _el(root, BC_NS, "BusinessEntity")
+    _el(entity, BC_NS, "Name", card.name or "", language="en")
+    _el(entity, BC_NS, "CountryCode", card.country_code or "NL")
+    if card.geo_info:
+        _el(entity, BC_NS, "GeographicalInformation", card.geo_info)
+    if card.website:
+        _el(entity, BC_NS, "WebsiteURI", card.website)
+    if card.email:
+        _el(entity, BC_NS, "Contact", type="primary", name=card.name or "", email=card.email)
+    if card.additional_info:
+        _el(entity, BC_NS, "AdditionalInformation", card.additional_info)
+    return _xml(root)
 
 
 def _el(parent: ET.Element, ns: str, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -105,6 +188,14 @@ def _not_found(message: str) -> Response:
     return Response(message, 404, media_type="text/plain; charset=UTF-8")
 
 
+def _fault(fault: SmpFault, smp_id: str) -> Response:
+    if fault.answer == "garbage":
+        return Response(GARBAGE, 200, media_type="text/html; charset=UTF-8")
+    if fault.answer == "error":
+        return Response(f"SMP {smp_id}: internal server error", 500, media_type="text/plain; charset=UTF-8")
+    return _not_found(f"SMP {smp_id} has no such service group")
+
+
 def _participant(request: Request) -> str | None:
     """The canonical party id of the path's ``iso6523-actorid-upis::ICD:id``; None if malformed."""
     scheme, sep, value = request.path_params["participant"].partition("::")
@@ -122,6 +213,8 @@ async def service_group(request: Request) -> Response:
         found = published(_model(request), smp_id, pid) if pid else None
     except SandboxError as exc:
         return _not_found(exc.message)
+    except SmpFault as fault:
+        return _fault(fault, smp_id)
     if pid is None or found is None:
         return _not_found(f"SMP {smp_id} has no service group {request.path_params['participant']}")
     base = f"{str(request.base_url).rstrip('/')}/smp/{smp_id}"
@@ -135,12 +228,27 @@ async def service_metadata(request: Request) -> Response:
         found = published(_model(request), smp_id, pid) if pid else None
     except SandboxError as exc:
         return _not_found(exc.message)
+    except SmpFault as fault:
+        return _fault(fault, smp_id)
     if pid is None or found is None or scheme != DOCUMENT_SCHEME:
         return _not_found(f"SMP {smp_id} has no service metadata for {request.path_params['participant']}")
     types, ap_url, certificate = found
     if doc_id not in {dt.document_type_id for dt in types}:
         return _not_found(f"SMP {smp_id} publishes no document type {doc_id} for {pid}")
     return service_metadata_xml(pid, doc_id, types, ap_url, certificate)
+
+
+async def business_card(request: Request) -> Response:
+    smp_id, pid = request.path_params["smp_id"], _participant(request)
+    try:
+        card = card_published(_model(request), smp_id, pid) if pid else None
+    except SandboxError as exc:
+        return _not_found(exc.message)
+    except SmpFault as fault:
+        return _fault(fault, smp_id)
+    if pid is None or card is None:
+        return _not_found(f"SMP {smp_id} has no business card for {request.path_params['participant']}")
+    return business_card_xml(pid, card)
 
 
 def _model(request: Request) -> SandboxModel:
@@ -150,6 +258,7 @@ def _model(request: Request) -> SandboxModel:
 
 def routes() -> list[Route]:
     return [
+        Route("/smp/{smp_id}/businesscard/{participant}", business_card, methods=["GET"]),
         Route("/smp/{smp_id}/{participant}/services/{doctype:path}", service_metadata, methods=["GET"]),
         Route("/smp/{smp_id}/{participant}", service_group, methods=["GET"]),
     ]

@@ -63,7 +63,7 @@ def test_every_bad_line_is_named_and_nothing_is_kept(tmp_path):
         "0106:50000001,econnect,\n"
         "0106:nonsense,econnect,\n"
         "0106:50000002,,\n"
-        "0106:50000003,provider-b,invoices\n"
+        "0106:50000003,provider-b,faxes\n"
         "0106:50000004,econnect,faxes\n"
         "0106:50000001,provider-b,\n"
         "0106:50000005,bad/name,\n",
@@ -75,8 +75,8 @@ def test_every_bad_line_is_named_and_nothing_is_kept(tmp_path):
     for line, why in [
         (3, "party_id '0106:nonsense'"),
         (4, "provider is empty"),
-        (5, "document_types apply to parties at econnect only"),
-        (6, "unknown document type(s) faxes"),
+        (5, "unknown document type(s) faxes; known: a capability"),
+        (6, "unknown capability(ies) faxes for a party at econnect"),
         (7, "party 0106:50000001 is on line 2 already"),
         (8, "provider 'bad/name'"),
     ]:

@@ -5,6 +5,12 @@ hooks (name, action, topics), users with their party permissions, and an optiona
 business card. See ``config/profiles/default.toml``. With ``profiles.dir`` empty (the
 default) the profiles shipped in the package (``migration_engine.defaults``, built from
 ``config/profiles``) are used, so an installed copy works from any working directory.
+
+A business card's fields are each optional: a field the profile sets overrides what the
+party's snapshot shows, a field it leaves out is carried from the snapshot (receive parity).
+
+The capability map (``CapabilityMap``, ``parity.capability_map``, shipped as
+``config/capability_map.toml``) says which PSB capability publishes a Peppol document type.
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ class UserGrant:
 
 @dataclass(frozen=True)
 class BusinessCardSpec:
-    country_code: str
+    """A profile's business card fields; an empty field is not set by the profile."""
+
+    country_code: str = ""
     geo_info: str = ""
     email: str = ""
 
@@ -95,10 +103,15 @@ def _parse(name: str, data: Mapping[str, Any], where: str) -> Profile:
     card = data.get("business_card")
     business_card = None
     if card is not None:
-        if not isinstance(card, dict) or len(str(card.get("country_code", ""))) != 2:
-            raise ConfigError(f"{where}: business_card needs a two-letter country_code")
+        if not isinstance(card, dict):
+            raise ConfigError(f"{where}: [business_card] must be a table")
+        unknown = sorted(set(card) - {"country_code", "geo_info", "email"})
+        if unknown:
+            raise ConfigError(f"{where}: business_card: unknown key(s) {', '.join(unknown)}")
+        if "country_code" in card and len(str(card["country_code"])) != 2:
+            raise ConfigError(f"{where}: business_card needs a two-letter country_code (or none)")
         business_card = BusinessCardSpec(
-            country_code=str(card["country_code"]).upper(),
+            country_code=str(card.get("country_code", "")).upper(),
             geo_info=str(card.get("geo_info", "")),
             email=str(card.get("email", "")),
         )
@@ -161,3 +174,99 @@ class ProfileCatalog:
 
     def all_users(self) -> set[str]:
         return {user.name for profile in self._profiles.values() for user in profile.users}
+
+
+# ---- the capability map (receive parity) --------------------------------------------------
+
+CAPABILITY_MAP_FILE = "capability_map.toml"
+DOCUMENT_SCHEME = "busdox-docid-qns::"
+
+
+def document_type_id(value: str) -> str:
+    """A document type identifier without its ``busdox-docid-qns::`` scheme, trimmed."""
+    value = value.strip()
+    return value[len(DOCUMENT_SCHEME) :] if value.startswith(DOCUMENT_SCHEME) else value
+
+
+@dataclass(frozen=True)
+class CapabilityEntry:
+    document_type: str
+    capability: str
+    processes: tuple[str, ...] = ()  # empty: any process
+
+
+class CapabilityMap:
+    """Peppol document type (and, optionally, process) -> the PSB capability that publishes it."""
+
+    def __init__(self, entries: Iterable[CapabilityEntry], source: str = "") -> None:
+        self.entries = tuple(entries)
+        self.source = source
+        self._by_type: dict[str, list[CapabilityEntry]] = {}
+        for entry in self.entries:
+            self._by_type.setdefault(entry.document_type, []).append(entry)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> CapabilityMap:
+        """The map of ``path``; None or an empty string means the shipped one."""
+        if path is None or (isinstance(path, str) and not path.strip()):
+            try:
+                file: Path | Traversable = resources.files(DEFAULTS_PACKAGE).joinpath(CAPABILITY_MAP_FILE)
+                text = file.read_text(encoding="utf-8")
+            except (ModuleNotFoundError, FileNotFoundError) as exc:
+                raise ConfigError(
+                    f"the shipped capability map ({DEFAULTS_PACKAGE}/{CAPABILITY_MAP_FILE}) is missing; "
+                    f"reinstall peppol-migrate or set parity.capability_map ({exc})"
+                ) from None
+            return cls.parse(text, f"{DEFAULTS_PACKAGE}/{CAPABILITY_MAP_FILE}")
+        file = Path(path)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"capability map {file} does not exist (setting parity.capability_map)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"capability map {file} cannot be read (setting parity.capability_map): {exc}") from None
+        return cls.parse(text, str(file))
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> CapabilityMap:
+        """A map from its TOML text; ``ConfigError`` naming ``where`` and the entry when malformed."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"capability map {where} is not valid TOML: {exc}") from None
+        unknown = sorted(set(data) - {"document_types"})
+        if unknown:
+            raise ConfigError(f"capability map {where}: unknown key(s) {', '.join(unknown)}; known: document_types")
+        rows = data.get("document_types", [])
+        if not isinstance(rows, list):
+            raise ConfigError(f"capability map {where}: document_types must be a list of tables ([[document_types]])")
+        entries = []
+        for i, row in enumerate(rows, 1):
+            here = f"capability map {where}, entry {i}"
+            if not isinstance(row, dict):
+                raise ConfigError(f"{here}: must be a table with id and capability")
+            extra = sorted(set(row) - {"id", "capability", "processes"})
+            if extra:
+                raise ConfigError(f"{here}: unknown key(s) {', '.join(extra)}; known: id, capability, processes")
+            doc, cap, procs = row.get("id"), row.get("capability"), row.get("processes", [])
+            if not isinstance(doc, str) or not document_type_id(doc):
+                raise ConfigError(f"{here}: id must be a document type identifier")
+            if not isinstance(cap, str) or not cap.strip():
+                raise ConfigError(f"{here}: capability must name a PSB capability (e.g. invoices)")
+            if not isinstance(procs, list) or not all(isinstance(p, str) and p.strip() for p in procs):
+                raise ConfigError(f"{here}: processes must be a list of process identifiers")
+            entries.append(CapabilityEntry(document_type_id(doc), cap.strip(), tuple(p.strip() for p in procs)))
+        return cls(entries, where)
+
+    def capabilities_for(self, document_type: str, processes: Iterable[str] = ()) -> list[str]:
+        """The capabilities that publish ``document_type`` as received under ``processes``; [] if none.
+
+        Per process, an entry naming that process wins over one naming none; a type seen with
+        no process takes the entries that name none."""
+        entries = self._by_type.get(document_type_id(document_type), [])
+        generic = [e.capability for e in entries if not e.processes]
+        found: list[str] = []
+        for process in list(processes) or [""]:
+            specific = [e.capability for e in entries if process and process in e.processes]
+            found.extend(specific or generic)
+        return list(dict.fromkeys(found))

@@ -13,6 +13,13 @@ them), ``failed_tries`` (every failed try the audit trail records, over its whol
 the last error with its code. A row is the migration as `show` prints it
 (``overview.migration_dict``), cut to those columns, plus the two figures only a report has.
 
+Receive parity (``PARITY_COLUMNS``, from the steps' audit details; empty without a snapshot):
+``parity_added`` (capabilities turned on because the party received their types before),
+``uncovered_types`` (types received before that no capability covers), ``missing_types``
+(types received before that the SMP did not publish after the move: why a party is held, or
+its warning) and ``card_carried`` (business card fields carried from the network into the
+enrollment). Lists are space-separated (document type ids hold no spaces).
+
 CSV and JSON are written here, the HTML page by ``report_html``; ``report_formats`` picks
 the writer for ``--format``.
 """
@@ -22,7 +29,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from itertools import islice
 from typing import IO, Any
@@ -49,7 +56,12 @@ COLUMNS = (
     "failed_tries",
     "last_error_code",
     "last_error",
+    "parity_added",
+    "uncovered_types",
+    "missing_types",
+    "card_carried",
 )
+PARITY_COLUMNS = ("parity_added", "uncovered_types", "missing_types", "card_carried")
 _PAGE = 1000
 INTERNAL = ("workers",)  # status keys a report leaves out
 # A cell that starts with one of these is a formula to a spreadsheet (OWASP's list for CSV
@@ -76,9 +88,11 @@ class BatchReport:
         """One dict per party (``COLUMNS``), in import order, a page of the store at a time."""
         records = self._store.list_migrations(batch_name=self.batch.name)
         while page := list(islice(records, _PAGE)):
-            tries = self._store.error_event_counts([r.id for r in page])
+            ids = [r.id for r in page]
+            tries = self._store.error_event_counts(ids)
+            parity = self._store.parity_details(ids)
             for record in page:
-                yield row_dict(record, tries.get(record.id, 0))
+                yield row_dict(record, tries.get(record.id, 0), parity.get(record.id))
 
     def header(self) -> dict[str, Any]:
         return {
@@ -108,12 +122,33 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def row_dict(record: MigrationRecord, failed_tries: int) -> dict[str, Any]:
-    """A report row: ``overview.migration_dict`` (which never holds a key) cut to ``COLUMNS``."""
+def row_dict(
+    record: MigrationRecord, failed_tries: int, parity: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A report row: ``overview.migration_dict`` (which never holds a key) cut to ``COLUMNS``;
+    ``parity``: the migration's ``Store.parity_details``."""
     shown = overview.migration_dict(record)
     shown["finished_at"] = shown["completed_at"] if record.state in TERMINAL_STATES else None
     shown["failed_tries"] = failed_tries
+    shown.update(parity_cells(parity or {}))
     return {column: shown[column] for column in COLUMNS}
+
+
+def parity_cells(parity: Mapping[str, Mapping[str, Any]]) -> dict[str, str | None]:
+    """The ``PARITY_COLUMNS`` of a row from its parity details (trigger -> detail)."""
+    configured = parity.get("capabilities_applied", {})
+    card = parity.get("permissions_granted", {}).get("business_card", {})
+    verdict = parity.get("fail") or parity.get("verified") or {}
+
+    def joined(values: Any) -> str | None:
+        return " ".join(str(v) for v in values) if values else None
+
+    return {
+        "parity_added": joined(sorted(configured.get("added", {}))),
+        "uncovered_types": joined(configured.get("uncovered", [])),
+        "missing_types": joined(verdict.get("missing", [])),
+        "card_carried": joined(sorted(card.get("carried", {}))),
+    }
 
 
 def build(store: Store, *, batch_name: str, now: datetime) -> BatchReport:

@@ -13,6 +13,7 @@ from migration_engine.settings import Settings
 log = logging.getLogger("migration_engine.engine.runtime")
 
 if TYPE_CHECKING:  # imported where built: `status` needs the store alone, not httpx or the steps
+    from migration_engine.engine.reconciler import Reconciler
     from migration_engine.engine.worker import Worker
     from migration_engine.keys import KeyVault
     from migration_engine.profiles import ProfileCatalog
@@ -148,12 +149,34 @@ class Runtime:
 
         store = self.checked_store()
         store.require_audit_key()  # every move appends audit events: refuse before the first claim
+        if "reconciler" not in kwargs and self.settings.reconciler.interval_s > 0:
+            kwargs["reconciler"] = self.reconciler()  # the worker closes it
         return Worker(
             store=store,
             psb=self.psb,
             settings=self.settings,
             profiles=self.profiles,
             vault=self.checked_vault(store),
+            clock=self.clock,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def reconciler(self, **kwargs: object) -> Reconciler:
+        """A reconciler (engine/reconciler.py) on this runtime's store, PSB client and clock; it
+        asks the network only when ``verify.econnect_smp_host`` says which SMP is eConnect's.
+        The caller closes it (a worker closes its own)."""
+        from migration_engine.engine.reconciler import Reconciler
+
+        network = None
+        if self.settings.verify.econnect_smp_host.strip():
+            from migration_engine.peppol.snapshots import NetworkLookups
+
+            network = NetworkLookups.from_settings(self.settings, clock=self.clock)
+        return Reconciler(
+            store=self.checked_store(),
+            psb=self.psb,
+            network=network,
+            settings=self.settings,
             clock=self.clock,
             **kwargs,  # type: ignore[arg-type]
         )

@@ -8,6 +8,14 @@ worker's retry policy decides.
 With ``verify.peppol_network`` on, the takeover and verification steps also ask the Peppol
 network (``peppol/verification.py``: SML DNS and SMP) and wait, polling, until it agrees with the PSB;
 what they saw goes into the outcome's detail under ``network``.
+
+Receive parity (``engine/parity.py``): the worker hands the steps after a takeover the party's
+snapshot (``ctx.snapshot``, what its SMP published before the move, ``engine/baseline.py``).
+Inbound, the capabilities step turns on what the party received, the grant step carries its
+business card, and the verification step holds a party eConnect's SMP does not serve for
+every type it received (``parity.inbound``); outbound, the cleanup step checks eConnect's SMP
+dropped the party and the new provider's SMP publishes what eConnect did (``parity.outbound``).
+What parity decided goes into the outcome's detail under ``parity``.
 """
 
 from __future__ import annotations
@@ -17,13 +25,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from migration_engine.engine import parity
 from migration_engine.engine.handoff import Handoff
 from migration_engine.engine.outcomes import Advance, Fail, Outcome, Wait
 from migration_engine.errors import ConfigError, PsbNotFound, PsbPermanentError, is_systemic
 from migration_engine.keys import KeyVault, mask
 from migration_engine.machine import Direction, State, Trigger
+from migration_engine.peppol.snapshot import PartySnapshot
 from migration_engine.peppol.verification import NetworkCheck, NetworkVerifier, required_document_types
-from migration_engine.profiles import Profile, ProfileCatalog
+from migration_engine.profiles import CapabilityMap, Profile, ProfileCatalog
 from migration_engine.psb.client import PsbClient
 from migration_engine.settings import Settings
 from migration_engine.store import MigrationRecord
@@ -43,6 +53,10 @@ class StepContext:
     # Called right before a call that must not be made twice (the migration PUT, prepareToMigrate):
     # the worker renews its lease there, or raises LeaseLost when another worker took the row.
     fence: Callable[[], None] = lambda: None
+    # Receive parity: the party's stored snapshot (steps after a takeover; None when there is
+    # none or verify.peppol_network is off) and the document type -> capability map.
+    snapshot: PartySnapshot | None = None
+    capability_map: CapabilityMap | None = None
 
 
 Step = Callable[[StepContext, MigrationRecord], Outcome]
@@ -58,6 +72,12 @@ def _key(ctx: StepContext, m: MigrationRecord) -> str:
 
 def _profile(ctx: StepContext, m: MigrationRecord) -> Profile:
     return ctx.profiles.get(m.profile or ctx.settings.profiles.default)
+
+
+def _capability_plan(ctx: StepContext, profile: Profile) -> parity.CapabilityPlan:
+    """The profile's capabilities plus those of what the party received (its snapshot)."""
+    cmap = ctx.capability_map or CapabilityMap.load(ctx.settings.parity.capability_map)
+    return parity.plan_capabilities(profile.capabilities, ctx.snapshot, cmap)
 
 
 def _our_ap(ctx: StepContext, options: list[dict[str, Any]], party_id: str) -> tuple[bool, list[str]]:
@@ -165,13 +185,19 @@ def inbound_await_takeover(ctx: StepContext, m: MigrationRecord) -> Outcome:
 
 
 def inbound_configure(ctx: StepContext, m: MigrationRecord) -> Outcome:
-    """Apply the profile's capabilities (PUT config) and create its missing hooks.
+    """Apply the profile's capabilities, plus those that publish what the party received at its
+    old provider (its snapshot, through the capability map), with a PUT config; create the
+    profile's missing hooks. The received types no capability covers are listed in the detail
+    (``parity.uncovered``).
 
-    Repeat: the config PUT is an upsert; hooks are matched by name, so none is doubled.
+    Repeat: the config PUT is an upsert with the same body; hooks are matched by name, so none
+    is doubled.
     """
     profile = _profile(ctx, m)
-    if profile.capabilities:
-        ctx.psb.put_party_config(m.party_id, {"capabilities": profile.capability_body()})
+    plan = _capability_plan(ctx, profile)
+    if plan.capabilities:
+        body = {name: {"state": state} for name, state in plan.capabilities.items()}
+        ctx.psb.put_party_config(m.party_id, {"capabilities": body})
     created = []
     if profile.hooks:
         existing = {str(h.get("name", "")) for h in ctx.psb.get_hooks(m.party_id)}
@@ -182,14 +208,16 @@ def inbound_configure(ctx: StepContext, m: MigrationRecord) -> Outcome:
                 m.party_id, {"name": hook.name, "action": hook.action, "topics": list(hook.topics), "isActive": True}
             )
             created.append(hook.name)
-    return Advance(
-        Trigger.CAPABILITIES_APPLIED,
-        detail={"profile": profile.name, "capabilities": dict(profile.capabilities), "hooks_created": created},
-    )
+    detail: dict[str, Any] = {"profile": profile.name, "capabilities": plan.capabilities, "hooks_created": created}
+    if ctx.snapshot is not None:
+        detail["parity"] = plan.detail()
+    return Advance(Trigger.CAPABILITIES_APPLIED, detail=detail)
 
 
 def inbound_grant(ctx: StepContext, m: MigrationRecord) -> Outcome:
-    """Grant the profile's users their party permissions; enroll the business card.
+    """Grant the profile's users their party permissions; enroll the business card: the batch
+    row's name and the profile's fields, every other field carried from the party's snapshot
+    (``parity.plan_business_card``; the detail says what was carried and what overridden).
 
     Repeat: both are upserts (PUT) with the same body, so a repeat changes nothing.
     """
@@ -198,31 +226,25 @@ def inbound_grant(ctx: StepContext, m: MigrationRecord) -> Outcome:
         ctx.psb.put_user_party(
             user.name, {"id": m.party_id, "name": m.name or m.party_id, "permissions": dict(user.permissions)}
         )
-    card = profile.business_card
-    if card is not None:
-        body: Mapping[str, Any] = {
-            "services": {
-                "peppol": {
-                    "businessCard": {
-                        "names": m.name or m.party_id,
-                        "countryCode": card.country_code,
-                        "geoInfo": card.geo_info,
-                        "email": card.email,
-                    }
-                }
-            }
-        }
-        ctx.psb.enroll(m.party_id, body)
-    return Advance(
-        Trigger.PERMISSIONS_GRANTED,
-        detail={"users": [u.name for u in profile.users], "business_card": card is not None},
+    card = parity.plan_business_card(
+        party_id=m.party_id, row_name=m.name, profile_card=profile.business_card, snapshot=ctx.snapshot
     )
+    if card is not None:
+        body: Mapping[str, Any] = {"services": {"peppol": {"businessCard": card.body}}}
+        ctx.psb.enroll(m.party_id, body)
+    detail: dict[str, Any] = {"users": [u.name for u in profile.users], "business_card": card is not None}
+    if card is not None and ctx.snapshot is not None:
+        detail["parity"] = {"business_card": card.detail()}
+    return Advance(Trigger.PERMISSIONS_GRANTED, detail=detail)
 
 
 def inbound_verify(ctx: StepContext, m: MigrationRecord) -> Outcome:
     """Final check: a sender's lookup (deliveryOption) reaches eConnect's access point; with
     verify.peppol_network, eConnect's SMP (found through the SML) also lists the document
-    types of the profile's capabilities that are on.
+    types of the capabilities that are on (waited for, like the takeover), and then receive
+    parity: every type the party received before (its snapshot) is published with an endpoint,
+    or ``parity.inbound`` decides: ``require`` holds the party (needs_attention, code ``PARITY``,
+    the exact missing list in the error), ``warn`` completes with a ``warning``, ``off`` ignores it.
 
     Read-only. The profile turns capabilities on, so an empty answer is not yet done.
     """
@@ -232,14 +254,37 @@ def inbound_verify(ctx: StepContext, m: MigrationRecord) -> Outcome:
         detail: dict[str, Any] = {"document_types": len(options)}
         network = _network(ctx)
         if network is not None:
-            check = network.inbound_published(m.party_id, required_document_types(_profile(ctx, m).capabilities))
+            plan = _capability_plan(ctx, _profile(ctx, m))
+            before = parity.received(ctx.snapshot)
+            required = required_document_types(plan.capabilities)
+            check = (
+                network.inbound_published(m.party_id, required, received=before)
+                if before
+                else network.inbound_published(m.party_id, required)
+            )
             detail["network"] = check.observation
             if not check.ok:
                 return _network_wait(ctx, m, check, detail)
+            if ctx.snapshot is not None:
+                missing = check.observation.get("smp", {}).get("received_missing", [])
+                published = [dt for dt in before if dt not in missing]
+                verdict = parity.judge(
+                    ctx.settings.parity.inbound, before, published, baseline=parity.usable(ctx.snapshot)
+                )
+                return _parity_outcome(verdict, "eConnect's", {**detail, "parity": verdict.detail()})
         return Advance(Trigger.VERIFIED, detail=detail)
     if m.deadline_at is not None and ctx.now >= m.deadline_at:
         return Fail(Trigger.FAIL, reason=f"the party is not reachable through eConnect; seen {urls}", code="VERIFY")
     return Wait(until=next_poll(ctx, _poll_window_start(ctx, m)), detail={"access_points": urls})
+
+
+def _parity_outcome(verdict: parity.ParityVerdict, whose: str, detail: dict[str, Any]) -> Outcome:
+    """The verification's outcome under the parity policy: hold, complete with a warning, or pass."""
+    if verdict.action == parity.HOLD:
+        return Fail(Trigger.FAIL, reason=verdict.message(whose), code="PARITY", detail=detail)
+    if verdict.action == parity.WARN:
+        return Advance(Trigger.VERIFIED, detail={**detail, "warning": verdict.message(whose)})
+    return Advance(Trigger.VERIFIED, detail=detail)
 
 
 # ---- outbound (from eConnect) ----------------------------------------------------------
@@ -321,13 +366,36 @@ def outbound_await_takeover(ctx: StepContext, m: MigrationRecord) -> Outcome:
     return Wait(until=next_poll(ctx, m.key_issued_at), detail=detail)
 
 
+def _econnect_smp_url(ctx: StepContext) -> str | None:
+    """eConnect's SMP base URL: the snapshot's (taken while the party was eConnect's), else
+    verify.econnect_smp_host when it is written as a URL (a bare host gets https://)."""
+    snap = ctx.snapshot
+    if snap is not None and snap.smp_url and (snap.econnect or (ctx.network and ctx.network.is_econnect(snap.smp_url))):
+        return snap.smp_url
+    host = ctx.settings.verify.econnect_smp_host.strip()
+    if not host:
+        return None
+    return host if "://" in host else f"https://{host}"
+
+
 def outbound_cleanup(ctx: StepContext, m: MigrationRecord) -> Outcome:
-    """Verify eConnect dropped the party from its SMP; remove leftover hooks and permissions.
+    """Verify eConnect dropped the party (its config, and with verify.peppol_network its SMP's
+    ServiceGroup); remove leftover hooks and permissions. Then, with the network on and a
+    snapshot, receive parity: the new provider's SMP publishes every type eConnect published
+    (``parity.outbound``: ``require`` holds, ``warn`` completes with a ``warning``, ``off``).
 
     Repeat: deletes of what is already gone answer 404, which counts as done.
     """
     if ctx.psb.get_party_config(m.party_id) is not None:
         return Wait(until=next_poll(ctx, m.key_issued_at), detail={"waiting_for": "eConnect to drop the party"})
+    network = _network(ctx)
+    seen: dict[str, Any] = {}
+    smp_url = _econnect_smp_url(ctx) if network is not None else None
+    if network is not None and smp_url is not None:
+        gone = network.econnect_lists(m.party_id, smp_url)
+        seen.update(gone.observation)
+        if not gone.ok:
+            return Wait(until=next_poll(ctx, m.key_issued_at), detail={"network": seen, "waiting_for": gone.reason})
     removed_hooks: list[str] = []
     removed_users: list[str] = []
     if ctx.settings.outbound.cleanup:
@@ -337,7 +405,20 @@ def outbound_cleanup(ctx: StepContext, m: MigrationRecord) -> Outcome:
         for user in sorted(set(ctx.settings.outbound.users) | ctx.profiles.all_users()):
             ctx.psb.delete_user_party(user, m.party_id)
             removed_users.append(user)
-    return Advance(Trigger.VERIFIED, detail={"hooks_removed": removed_hooks, "permissions_removed": removed_users})
+    detail: dict[str, Any] = {"hooks_removed": removed_hooks, "permissions_removed": removed_users}
+    if network is not None:
+        detail["network"] = seen
+        if ctx.snapshot is not None and ctx.settings.parity.outbound != parity.OFF:
+            before = parity.received(ctx.snapshot)
+            check = network.outbound_published(m.party_id, before)
+            seen.update(check.observation)
+            missing = check.observation.get("smp", {}).get("missing", before)
+            published = [dt for dt in before if dt not in missing]
+            verdict = parity.judge(
+                ctx.settings.parity.outbound, before, published, baseline=parity.usable(ctx.snapshot)
+            )
+            return _parity_outcome(verdict, "the new provider's", {**detail, "parity": verdict.detail()})
+    return Advance(Trigger.VERIFIED, detail=detail)
 
 
 def outbound_expired(ctx: StepContext, m: MigrationRecord) -> Outcome:

@@ -33,10 +33,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from migration_engine.clock import Clock
 from migration_engine.engine import settlement
+from migration_engine.engine.baseline import Baselines, SnapshotSource
+from migration_engine.engine.baseline import active as snapshots_active
 from migration_engine.engine.breaker import CircuitBreaker
 from migration_engine.engine.changes import ChangeBuilder
 from migration_engine.engine.handoff import Handoff, make_handoff
@@ -44,6 +46,7 @@ from migration_engine.engine.loop import Loop
 from migration_engine.engine.metrics import WorkerMetrics
 from migration_engine.engine.operator_changes import follow_up
 from migration_engine.engine.outcomes import Fail, Outcome, Wait
+from migration_engine.engine.reconciler import Reconciler
 from migration_engine.engine.recorder import Recorded, Recorder
 from migration_engine.engine.retry import RetryPolicy
 from migration_engine.engine.steps import StepContext, step_for
@@ -59,8 +62,9 @@ from migration_engine.errors import (
 )
 from migration_engine.keys import KeyVault
 from migration_engine.machine import Trigger
+from migration_engine.peppol.snapshots import NetworkLookups
 from migration_engine.peppol.verification import NetworkVerifier
-from migration_engine.profiles import ProfileCatalog
+from migration_engine.profiles import CapabilityMap, ProfileCatalog
 from migration_engine.psb.client import ApiCall, PsbClient
 from migration_engine.settings import Settings
 from migration_engine.store import (
@@ -122,6 +126,8 @@ class Worker:
         rng: random.Random | None = None,
         on_applied: Callable[[MigrationRecord], None] | None = None,
         network: NetworkVerifier | None = None,
+        snapshots: SnapshotSource | None = None,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self.store = store
         self.psb = psb
@@ -143,6 +149,21 @@ class Worker:
         # verify.peppol_network: the SML/SMP verifier, built from the settings unless given.
         self._owns_network = network is None and settings.verify.peppol_network
         self.network = NetworkVerifier.from_settings(settings) if self._owns_network else network
+        # Receive parity: the snapshot before the first mutating call (baseline.py), and the map
+        # of document types to capabilities the steps configure and verify with.
+        self.capability_map = CapabilityMap.load(settings.parity.capability_map)
+        self._owns_snapshots = snapshots is None and snapshots_active(settings)
+        self._lookups = NetworkLookups.from_settings(settings, clock=clock) if self._owns_snapshots else None
+        snapshots = self._lookups or snapshots
+        self.baselines = Baselines(
+            settings=settings, source=snapshots, read_events=store.events, retry=self.retry, changes=self.changes
+        )
+        # The reconciler the loop runs while the worker runs as a service (engine/reconciler.py).
+        self.reconciler = reconciler
+        if reconciler is not None:
+            reconciler.owner = self.worker_id
+        self._reconcile_lock = threading.Lock()
+        self._next_reconcile_at: datetime | None = None  # None: ask at once
         self.concurrency = settings.worker.concurrency
         self.poll_interval_s = settings.worker.poll_interval_s
         # Claimed rows beyond the running ones wait in the pool's queue, so a finished step
@@ -336,6 +357,10 @@ class Worker:
         psb = self.psb.recording(lambda call: calls.append((call, True)))
         handoff = self.handoff.recording(lambda call: calls.append((call, False))) if self.handoff else None
         now = self.clock.now()
+        snapshot, instead = self.baselines.prepare(record, now)
+        if instead is not None:  # the snapshot (or its failure) is this run's change; the step runs next
+            self.breaker.release_probe()
+            return instead
         ctx = StepContext(
             psb=psb,
             settings=self.settings,
@@ -345,6 +370,8 @@ class Worker:
             now=now,
             network=self.network,
             fence=lambda: self._fence(record),
+            snapshot=snapshot,
+            capability_map=self.capability_map,
         )
         step = step_for(record.direction, record.state)
         outcome: Outcome | None
@@ -424,6 +451,30 @@ class Worker:
     def settled(self) -> bool:
         return settlement.settled(self.store, self.in_flight())
 
+    # ---- the reconciler (run by the loop's reconcile job) ----------------------------------
+
+    @property
+    def reconcile_every_s(self) -> float:
+        return self.reconciler.interval_s if self.reconciler is not None else 0.0
+
+    def reconcile_due(self) -> bool:
+        """Whether to try a reconciler run now (cheap: no database; the lease decides)."""
+        if self.reconciler is None or self._closing or self._reconcile_lock.locked():
+            return False
+        return self._next_reconcile_at is None or self.clock.now() >= self._next_reconcile_at
+
+    def reconcile(self) -> None:
+        """Run the reconciler if no worker ran it within its interval and none runs it now."""
+        if self.reconciler is None or not self._reconcile_lock.acquire(blocking=False):
+            return
+        retry_at = self.clock.now() + timedelta(seconds=min(self.reconcile_every_s, 60.0))
+        try:
+            self._next_reconcile_at = retry_at  # should the run fail: not again at every poll
+            self.reconciler.run_if_due()
+            self._next_reconcile_at = self.reconciler.next_due()
+        finally:
+            self._reconcile_lock.release()
+
     @property
     def closing(self) -> bool:
         return self._closing
@@ -434,6 +485,8 @@ class Worker:
         if self._closing:
             return
         self._closing = True
+        if self.reconciler is not None:
+            self.reconciler.cancel()  # a run under way stops after its current party
         with self._tick_lock:  # a claim under way hands its rows to the pool before it closes
             pass
         self._pool.shutdown(wait=True)
@@ -444,6 +497,10 @@ class Worker:
             self.handoff.close()
         if self._owns_network and self.network is not None:
             self.network.close()
+        if self._lookups is not None:
+            self._lookups.close()
+        if self.reconciler is not None:
+            self.reconciler.close()
         self.heartbeat(stopped=True)
 
     def __enter__(self) -> Worker:

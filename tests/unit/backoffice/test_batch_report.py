@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from migration_engine.backoffice import report_formats
-from migration_engine.backoffice.batch_report import COLUMNS, row_dict, write_csv, write_json
+from migration_engine.backoffice.batch_report import COLUMNS, PARITY_COLUMNS, row_dict, write_csv, write_json
 from migration_engine.backoffice.report_html import write_html
 from migration_engine.machine import State
 from tests.support.reports import ROWS, FakeReport, record, summary
@@ -113,7 +113,8 @@ def test_a_row_is_the_migration_as_show_prints_it():
     rec = record(3, state=State.NEEDS_ATTENTION, failed_state=State.KEY_ISSUED, completed_at=None, attempts=2)
     shown, row = migration_dict(rec), row_dict(rec, 5)
     assert {k: v for k, v in row.items() if k in shown} == {k: shown[k] for k in COLUMNS if k in shown}
-    assert set(row) - set(shown) == {"finished_at", "failed_tries"}
+    assert set(row) - set(shown) == {"finished_at", "failed_tries", *PARITY_COLUMNS}
+    assert all(row[c] is None for c in PARITY_COLUMNS)  # no parity recorded
     assert row["failed_state"] == "key_issued" and row["attempts"] == 2 and row["failed_tries"] == 5
 
 

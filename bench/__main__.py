@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import cases, report
+from bench import cases, preflight, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     results = report.with_targets(
         cases.run_all(params, only=args.only, progress=lambda m: print(m, file=sys.stderr, flush=True))
     )
+    if not args.only:  # the preflight runs once, after the cases (alone: python -m bench.preflight)
+        print("bench: preflight, once…", file=sys.stderr, flush=True)
+        results["preflight"] = preflight.run(200 if args.quick else preflight.DEFAULT_PARTIES)
     if args.quick:
         print("quick run: tiny sizes, so the figures say nothing about performance")
     print(report.table(results))
+    if "preflight" in results:
+        print("\n" + "\n".join(preflight.lines(results["preflight"])))
     print(
         f"\n{results['cores']} cores; load average after the run {results['load_average_after']}; "
         f"took {results['raw']['total_s']} s; written to {out}"

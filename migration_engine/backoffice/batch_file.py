@@ -143,9 +143,10 @@ def detect_format(path: Path) -> str:
 class _Reader:
     """One streaming pass over a file; ``rows`` counts the data rows read so far."""
 
-    def __init__(self, path: Path, default_profile: str | None) -> None:
+    def __init__(self, path: Path, default_profile: str | None, strict: bool = True) -> None:
         self.path = Path(path)
         self.default_profile = default_profile
+        self.strict = strict
         self.format = detect_format(self.path)
         self.rows = 0
 
@@ -170,7 +171,7 @@ class _Reader:
             yield from self._skipped(lines)
             if text.strip():
                 self.rows += 1
-                yield _json_row(lines.number, text, self.default_profile)
+                yield _json_row(lines.number, text, self.default_profile, self.strict)
         yield from self._skipped(lines)
 
     def _csv(self, lines: _Lines) -> Iterator[Checked | Problem]:
@@ -217,7 +218,7 @@ class _Reader:
             why = f"{len(fields)} fields, the header has {len(header)} (a separator in an unquoted value?)"
             return Checked(start, None, [problem(start, None, None, why)])
         values = {c: v for c, v in zip(header, fields, strict=True) if c in COLUMNS}
-        return check_row(start, values, self.default_profile)
+        return check_row(start, values, self.default_profile, strict=self.strict)
 
 
 def _csv_why(exc: csv.Error) -> str:
@@ -256,7 +257,7 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return obj
 
 
-def _json_row(line: int, text: str, default_profile: str | None) -> Checked:
+def _json_row(line: int, text: str, default_profile: str | None, strict: bool = True) -> Checked:
     def refused(why: str, column: str | None = None) -> Checked:
         return Checked(line, None, [problem(line, column, None, why)])
 
@@ -282,7 +283,7 @@ def _json_row(line: int, text: str, default_profile: str | None) -> Checked:
             shown = None if isinstance(value, dict | list | _HugeNumber) else value
             kind = _JSON_KINDS.get(type(value), _other_kind(value))
             problems.append(problem(line, column, shown, f"must be a string or null, not {kind}"))
-    checked = check_row(line, values, default_profile)
+    checked = check_row(line, values, default_profile, strict=strict)
     if problems:  # a mistyped value is reported once, not again as "missing"
         mistyped = {p.column for p in problems}
         checked.problems = problems + [p for p in checked.problems if p.column not in mistyped]
@@ -314,13 +315,15 @@ def validate_file(
     is_active: Callable[[Iterable[str]], set[str]] | None = None,
     known_profiles: Collection[str] | None = None,
     max_problems: int = 1000,
+    strict: bool = True,
 ) -> ValidationResult:
     """Check a whole file in one streaming pass (and a second only if a party is duplicated).
 
     Holds the set of canonical ids seen, up to ``ACTIVE_CHUNK`` ids waiting for ``is_active``
     (which answers which of them already have an open migration), and the problems.
+    ``strict=False`` is ``plan``'s reading (``row_rules.check_row``).
     """
-    reader = _Reader(path, default_profile)
+    reader = _Reader(path, default_profile, strict)
     problems: list[Problem] = []
     count = 0
     by_direction = dict.fromkeys(Direction, 0)
@@ -378,7 +381,7 @@ def validate_file(
 
     if repeats:  # a second pass, to name the first line of each duplicated party
         first: dict[str, int] = {}
-        for item in _Reader(path, default_profile).records():
+        for item in _Reader(path, default_profile, strict).records():
             if isinstance(item, Checked) and item.party_id in repeats:
                 first.setdefault(item.party_id, item.line)
         for party, lines in repeats.items():
@@ -388,14 +391,14 @@ def validate_file(
     return ValidationResult(reader.format, reader.rows, problems, count, by_direction, with_key)
 
 
-def iter_valid_rows(path: Path, *, default_profile: str | None = None) -> Iterator[ImportRow]:
+def iter_valid_rows(path: Path, *, default_profile: str | None = None, strict: bool = True) -> Iterator[ImportRow]:
     """Stream the rows of a file that ``validate_file`` passed, for the writer.
 
     Every row and duplicate is checked again (the file may have changed since validation);
     the first fault raises ``ImportRejected``, and the writer must then roll back.
     """
     seen: set[str] = set()
-    for item in _Reader(path, default_profile).records():
+    for item in _Reader(path, default_profile, strict).records():
         found = [item] if isinstance(item, Problem) else item.problems
         if isinstance(item, Checked) and item.row is not None:
             if item.row.party_id not in seen:

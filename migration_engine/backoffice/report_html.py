@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from html import escape
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from migration_engine.backoffice.batch_report import BatchReport
 from migration_engine.machine import Direction, State, states
+
+if TYPE_CHECKING:
+    from migration_engine.backoffice.plan import Plan
 
 # (summary key, label): the figures shown at the top, all numbers of `status --json`.
 FIGURES = (
@@ -161,6 +164,7 @@ _PARTY_HEAD = (
     ("attempts", "attempts"),
     ("failed_tries", "failed tries"),
     ("last_error", "last error"),
+    ("parity", "receive parity"),
 )
 
 
@@ -183,8 +187,30 @@ def _party_row(row: dict[str, Any]) -> str:
         f'<td class="n">{_e(row["attempts"])}</td>',
         f'<td class="n">{_e(row["failed_tries"])}</td>',
         f'<td class="err">{_e(code + error) if error or code else ""}</td>',
+        f'<td class="err">{_parity_cell(row)}</td>',
     ]
     return f'<tr data-party="{_e(row["party_id"])}" data-state="{_e(state.value)}">{"".join(cells)}</tr>\n'
+
+
+# (report column, label) of the receive parity cell: what parity turned on, could not cover,
+# found missing after the move, and carried into the business card.
+_PARITY_PARTS = (
+    ("parity_added", "turned on"),
+    ("uncovered_types", "no capability"),
+    ("missing_types", "missing"),
+    ("card_carried", "card carried"),
+)
+
+
+def _parity_cell(row: dict[str, Any]) -> str:
+    """Receive parity of a row (``batch_report.PARITY_COLUMNS``), one labelled line a part;
+    each part carries ``data-parity`` for a test to read back."""
+    parts = [
+        f'<div data-parity="{_e(column)}">{_e(label)}: {_e(row.get(column))}</div>'
+        for column, label in _PARITY_PARTS
+        if row.get(column)
+    ]
+    return "".join(parts)
 
 
 def _short_time(value: str | None) -> str:
@@ -230,8 +256,9 @@ def _page(rep: BatchReport) -> Iterator[str]:
     yield "</tr></thead><tbody>\n"
 
 
-def write_html(rep: BatchReport, out: IO[str]) -> int:
-    """Write the page, streaming the party rows; how many rows."""
+def write_html(rep: BatchReport, out: IO[str], *, plan: Plan | None = None) -> int:
+    """Write the page, streaming the party rows; how many rows. ``plan`` (``report --plan``)
+    adds the preflight plan's section (``plan_formats.html_section``) after the parties."""
     for chunk in _page(rep):
         out.write(chunk)
     n = 0
@@ -241,5 +268,10 @@ def write_html(rep: BatchReport, out: IO[str]) -> int:
     if n == 0:
         out.write(f'<tr><td colspan="{len(_PARTY_HEAD)}" class="muted">The batch has no parties.</td></tr>')
     out.write(f'</tbody></table></div><p class="meta" id="party-count" data-value="{n}">{n} parties.</p>')
-    out.write("</section>\n</main></body></html>\n")
+    out.write("</section>\n")
+    if plan is not None:
+        from migration_engine.backoffice.plan_formats import html_section
+
+        out.write(html_section(plan))
+    out.write("</main></body></html>\n")
     return n

@@ -29,7 +29,7 @@ from migration_engine import keys
 from migration_engine.machine import Direction
 from migration_engine.peppol import identifiers
 
-COLUMNS = ("party_id", "direction", "migration_key", "profile", "name", "new_provider")
+COLUMNS = ("party_id", "direction", "migration_key", "profile", "name", "new_provider", "current_provider")
 REQUIRED = ("party_id", "direction")
 DIRECTIONS = {
     "to-econnect": Direction.TO_ECONNECT, "inbound": Direction.TO_ECONNECT,
@@ -57,6 +57,7 @@ class ImportRow:
     profile: str | None
     name: str | None
     new_provider: str | None
+    current_provider: str | None = None  # to-econnect: the provider the file says serves the party now
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,11 @@ class Checked:
     party_id: str | None = None
 
 
-def check_row(line: int, values: dict[str, str], default_profile: str | None) -> Checked:
-    """Validate one row's values; every fault becomes its own problem, so one pass shows them all."""
+def check_row(line: int, values: dict[str, str], default_profile: str | None, *, strict: bool = True) -> Checked:
+    """Validate one row's values; every fault becomes its own problem, so one pass shows them all.
+
+    ``strict=False`` is ``plan``'s reading: the party id's scheme checks and the key's format
+    rule become the plan's warnings instead of problems (``import`` stays strict)."""
     problems: list[Problem] = []
     unstorable = {c: why for c, v in values.items() if (why := surrogate_problem(v))}
 
@@ -135,7 +139,7 @@ def check_row(line: int, values: dict[str, str], default_profile: str | None) ->
         bad("party_id", None, "the party id is missing or empty")
     else:
         try:
-            party_id = identifiers.parse(party_text).canonical
+            party_id = identifiers.parse(party_text, strict=strict).canonical
         except identifiers.InvalidParticipantId as exc:
             bad("party_id", party_text, exc.reason)
 
@@ -150,7 +154,7 @@ def check_row(line: int, values: dict[str, str], default_profile: str | None) ->
     if key is not None:
         if outbound:
             bad("migration_key", key, "a key belongs on to-econnect rows; eConnect issues from-econnect keys")
-        elif why := keys.key_problem(key):
+        elif strict and (why := keys.key_problem(key)):
             bad("migration_key", key, why)
 
     profile = values.get("profile", "").strip() or None
@@ -176,8 +180,15 @@ def check_row(line: int, values: dict[str, str], default_profile: str | None) ->
         elif not _PROVIDER.fullmatch(provider):
             bad("new_provider", provider, "it goes into the handoff URL: letters, digits and - . _ ~ : only")
 
+    current = values.get("current_provider", "").strip() or None
+    if current is not None:
+        if outbound:
+            bad("current_provider", current, "current_provider applies to to-econnect rows only (see new_provider)")
+        elif not _PROVIDER.fullmatch(current):
+            bad("current_provider", current, "a provider name is letters, digits and - . _ ~ : only")
+
     problems += [problem(line, c, values[c], why) for c, why in unstorable.items()]
     if problems or party_id is None or direction is None:
         return Checked(line, None, problems, party_id)
-    row = ImportRow(line, party_id, direction, key, profile if inbound else None, name, provider)
+    row = ImportRow(line, party_id, direction, key, profile if inbound else None, name, provider, current)
     return Checked(line, row, [], party_id)

@@ -46,6 +46,11 @@ def add_parsers(sub: Any) -> None:
     rep.add_argument("--batch", required=True)
     rep.add_argument("--format", choices=REPORT_FORMATS, default="csv")
     rep.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    rep.add_argument(
+        "--plan",
+        action="store_true",
+        help="html: add the preflight plan (stored snapshots where taken, live lookups for parties not started)",
+    )
 
 
 def add_watch_arguments(status_parser: argparse.ArgumentParser) -> None:
@@ -106,8 +111,16 @@ def cmd_report(rt: Runtime, args: argparse.Namespace) -> int:
 
     store = rt.checked_store()
     rep = batch_report.build(store, batch_name=args.batch, now=rt.clock.now())
+    plan = None
+    if getattr(args, "plan", False):  # taken before the file is opened: a failed lookup leaves no half report
+        if args.format != "html":
+            raise InputError("--plan goes with --format html; `peppol-migrate plan --batch NAME` gives text, JSON, CSV")
+        from migration_engine.backoffice.plan import SCHEME_WARNING_DAYS
+        from migration_engine.cli.plan_cmd import batch_plan
+
+        plan = batch_plan(rt, args.batch, warn_days=SCHEME_WARNING_DAYS, stored=True)
     if not args.out:
-        report_formats.write(rep, args.format, sys.stdout)
+        report_formats.write(rep, args.format, sys.stdout, plan=plan)
         return 0
     path = Path(args.out)
     try:
@@ -115,7 +128,7 @@ def cmd_report(rt: Runtime, args: argparse.Namespace) -> int:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            n = report_formats.write(rep, args.format, fh)
+            n = report_formats.write(rep, args.format, fh, plan=plan)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     print(f"report of batch {args.batch} ({n} parties, {args.format}) written to {path}", file=sys.stderr)

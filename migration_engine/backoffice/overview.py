@@ -47,7 +47,32 @@ def status(store: Store, *, batch_name: str | None = None, now: datetime) -> dic
         if oldest is None
         else {"party_id": oldest.party_id, "state": oldest.state.value, "since": _iso(oldest.since)},
         "errors_by_code": figures.errors_by_code,
+        "findings": findings(store, batch_name=batch_name),
         "workers": workers(store, now=now),
+    }
+
+
+FINDINGS_SHOWN = 5
+
+
+def findings(store: Store, *, batch_name: str | None = None) -> dict[str, Any]:
+    """The reconciler's open findings: how many per kind and the oldest few (engine/reconciler.py)."""
+    summary = store.open_findings(batch_name=batch_name, first=FINDINGS_SHOWN)
+    return {
+        "open": summary.total,
+        "by_kind": summary.by_kind,
+        "first": [
+            {
+                "party_id": f.party_id,
+                "kind": f.kind,
+                "direction": f.direction.value,
+                "state": f.state.value,
+                "batch": f.batch_name,
+                "since": _iso(f.since),
+                "summary": f.summary,
+            }
+            for f in summary.first
+        ],
     }
 
 

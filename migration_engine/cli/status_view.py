@@ -34,7 +34,21 @@ def status_lines(data: StatusData) -> list[str]:
         lines.append(f"  oldest waiting: {o['party_id']} in {o['state']} since {o['since']}")
     if data["errors_by_code"]:
         lines.append("  errors: " + "  ".join(f"{k}={v}" for k, v in data["errors_by_code"].items()))
-    return lines + worker_lines(data.get("workers", []))
+    return lines + finding_lines(data.get("findings")) + worker_lines(data.get("workers", []))
+
+
+def finding_lines(findings: dict[str, Any] | None) -> list[str]:
+    """The reconciler's open findings: a count per kind, then one line for each of the oldest few."""
+    if not findings or not findings["open"]:
+        return []
+    lines = [f"  findings: {findings['open']} open  " + "  ".join(f"{k}={v}" for k, v in findings["by_kind"].items())]
+    for f in findings["first"]:
+        where = f"{f['party_id']} ({f['direction']} {f['state']})"
+        lines.append(f"    {f['kind']}  {where} since {f['since']}: {f['summary']}")
+    more = findings["open"] - len(findings["first"])
+    if more > 0:
+        lines.append(f"    ... and {more} more (`peppol-migrate reconcile` lists them all)")
+    return lines
 
 
 def worker_lines(workers: list[dict[str, Any]]) -> list[str]:
@@ -82,6 +96,7 @@ def status_renderable(data: StatusData, *, at: datetime | None = None) -> Group:
         parts.append(Text(f"oldest waiting: {o['party_id']} in {o['state']} since {o['since']}"))
     if data["errors_by_code"]:
         parts.append(Text("errors: " + "  ".join(f"{k}={v}" for k, v in data["errors_by_code"].items()), "red"))
+    parts += [Text(line.strip(), "yellow") for line in finding_lines(data.get("findings"))]
     parts += [Text(line.strip()) for line in worker_lines(data.get("workers", []))]
     if at is not None:
         parts.append(Text(f"updated {at.strftime('%H:%M:%S')} UTC - Ctrl-C to stop", "dim"))

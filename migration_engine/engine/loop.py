@@ -13,8 +13,13 @@
       │                     clock.skip_to(now + lease_s), when they have run out
       │                   another live worker's leases ──► wait for it (real time)
       │
-      └─ renew job: every lease_s / 3 of the engine's clock: renew the running steps' leases;
-                    heartbeat (also woken by the claim job when a ManualClock has jumped)
+      ├─ renew job: every lease_s / 3 of the engine's clock: renew the running steps' leases;
+      │             heartbeat (also woken by the claim job when a ManualClock has jumped)
+      │
+      └─ reconcile job (a service run only: not with until_idle or until_settled, and only when
+                    the worker has a reconciler, reconciler.interval_s > 0): at start, then
+                    woken by the claim job when the engine's clock says a run is due; the
+                    reconciler's lease decides which worker runs it (engine/reconciler.py)
 
 The same loop runs in production (``peppol-migrate run``), the demo, the benchmark and the
 tests (a ManualClock and ``until_idle``). ``until_idle`` drains: it also waits for every poll the
@@ -45,7 +50,9 @@ from migration_engine.store import WorkSummary
 
 log = logging.getLogger("migration_engine.engine.loop")
 
-_CLAIM, _RENEW = "claim", "renew"
+_CLAIM, _RENEW, _RECONCILE = "claim", "renew", "reconcile"
+# The reconcile job also runs on its own this often (wall clock), should no claim round wake it.
+_RECONCILE_CHECK_S = 60.0
 # A wake may reach the scheduler while the job it wakes is still returning: a few instances
 # are allowed, so APScheduler never skips a run with a "maximum number of running instances"
 # warning; our own flags coalesce them (a wake during a claim makes that claim go once more).
@@ -81,6 +88,13 @@ class Driven(Protocol):
 
     def settled(self) -> bool: ...
 
+    @property
+    def reconcile_every_s(self) -> float: ...  # 0: no reconciler
+
+    def reconcile_due(self) -> bool: ...
+
+    def reconcile(self) -> None: ...
+
 
 def _scheduler_now() -> datetime:
     """A run time for APScheduler, which schedules on the wall clock."""
@@ -109,7 +123,7 @@ class Loop:
             # The claim job runs on the scheduler's own thread ("debug": called directly, not
             # handed to a pool), so a wake costs one thread switch, as a dedicated claiming
             # thread would; the renew job's database writes go to a pool, off that thread.
-            executors={"default": JobExecutor(2), _CLAIM: DebugExecutor()},
+            executors={"default": JobExecutor(3), _CLAIM: DebugExecutor()},
             job_defaults={"coalesce": True, "max_instances": _INSTANCES, "misfire_grace_time": None},
             timezone=UTC,
         )
@@ -122,6 +136,16 @@ class Loop:
             next_run_time=_scheduler_now(),
         )
         self._scheduler.add_job(self._renew_job, "interval", seconds=worker.renew_every, id=_RENEW)
+        # A drain (until_idle, until_settled) does not reconcile: `peppol-migrate reconcile` does.
+        self._reconciles = worker.reconcile_every_s > 0 and not (until_idle or until_settled)
+        if self._reconciles:
+            self._scheduler.add_job(
+                self._reconcile_job,
+                "interval",
+                seconds=min(worker.reconcile_every_s, _RECONCILE_CHECK_S),
+                id=_RECONCILE,
+                next_run_time=_scheduler_now(),
+            )
         self._running = False
 
     def run(self) -> None:
@@ -166,6 +190,8 @@ class Loop:
             started = worker.tick()
             if worker.renewal_due():
                 self._wake_renew()  # the engine's clock has moved on (a ManualClock may jump)
+            if self._reconciles and worker.reconcile_due():
+                self._modify(_RECONCILE)
             if started or worker.in_flight():
                 return False
             if self._until_settled and worker.settled():
@@ -240,6 +266,15 @@ class Loop:
                 return
             self._renew_woken = True
         self._modify(_RENEW)
+
+    # ---- reconciling --------------------------------------------------------------------
+
+    def _reconcile_job(self) -> None:
+        try:
+            if self._worker.reconcile_due():
+                self._worker.reconcile()
+        except Exception:  # a database or network hiccup: the next due run tries again
+            log.exception("the reconciler failed", extra={"action": "reconcile_failed"})
 
     def _modify(self, job_id: str) -> None:
         try:

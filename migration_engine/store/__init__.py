@@ -14,6 +14,8 @@ audit_verify.py  checking the chains, and the rows against them (and an anchor)
 audit_anchor.py  anchors: the chain heads at one moment, HMAC'd
 audit_export.py  the events with their party, direction and batch, for an auditor
 workers.py     worker processes' heartbeats and circuit breakers
+findings.py    the reconciler's findings: what it watches, found, recorded
+jobs.py        periodic jobs' lease rows (one reconciler run at a time)
 versioning.py  Alembic upgrade and the schema version check
 """
 

@@ -21,6 +21,8 @@ from migration_engine.store import (
     audit_export,
     audit_verify,
     claims,
+    findings,
+    jobs,
     moves,
     queries,
     requests,
@@ -31,6 +33,8 @@ from migration_engine.store import (
 )
 from migration_engine.store.database import Database
 from migration_engine.store.db_clock import server_time
+from migration_engine.store.findings import FindingsSummary, FindingState, FindingWrite
+from migration_engine.store.jobs import JobRun
 from migration_engine.store.records import (
     AuditAnchor,
     AuditEvent,
@@ -235,6 +239,53 @@ class Store:
     def error_event_counts(self, migration_ids: list[int]) -> dict[int, int]:
         """Failed tries (``error`` audit events) per migration; migrations without any left out."""
         return stats.error_event_counts(self._db, migration_ids)
+
+    def parity_details(self, migration_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
+        """Receive parity per migration: trigger -> the ``parity`` detail of its latest move."""
+        return stats.parity_details(self._db, migration_ids)
+
+    # ---- the reconciler (findings.py, jobs.py) -------------------------------------------
+
+    def watched_page(
+        self, *, after_id: int, limit: int, completed_since: datetime, batch_name: str | None = None
+    ) -> list[MigrationRecord]:
+        """The next migrations (id order, after ``after_id``) the reconciler looks at: the open
+        ones and those completed at or after ``completed_since``."""
+        return findings.watched_page(
+            self._db, after_id=after_id, limit=limit, completed_since=completed_since, batch_name=batch_name
+        )
+
+    def findings_of(self, migration_ids: Sequence[int]) -> dict[int, dict[str, FindingState]]:
+        """The stored findings of these migrations: migration id -> kind -> state."""
+        return findings.states_of(self._db, migration_ids)
+
+    def unwatched_open_findings(
+        self, *, completed_since: datetime, batch_name: str | None = None
+    ) -> list[FindingState]:
+        """Open findings of migrations cancelled or completed before ``completed_since``."""
+        return findings.unwatched_open(self._db, completed_since=completed_since, batch_name=batch_name)
+
+    def record_findings(self, writes: Sequence[FindingWrite]) -> None:
+        """Each finding's new state and its ``finding`` audit event (no state move), in one write."""
+        findings.record(self._db, writes)
+
+    def open_findings(self, *, batch_name: str | None = None, first: int = 5) -> FindingsSummary:
+        """Open findings per kind and the ``first`` oldest."""
+        return findings.open_summary(self._db, batch_name=batch_name, first=first)
+
+    def start_job(self, name: str, *, owner: str, lease_s: float, every_s: float, force: bool = False) -> bool:
+        """Take a periodic job's lease (one worker at a time; once per ``every_s`` unless ``force``)."""
+        return jobs.start(self._db, name, owner=owner, lease_s=lease_s, every_s=every_s, force=force)
+
+    def renew_job(self, name: str, *, owner: str, lease_s: float) -> bool:
+        return jobs.renew(self._db, name, owner=owner, lease_s=lease_s)
+
+    def finish_job(self, name: str, *, owner: str) -> None:
+        jobs.finish(self._db, name, owner=owner)
+
+    def job_run(self, name: str) -> JobRun | None:
+        """A periodic job's lease row: who runs it now, when it last ran."""
+        return jobs.read(self._db, name)
 
     # ---- workers --------------------------------------------------------------------------
 

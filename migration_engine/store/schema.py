@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -234,4 +235,35 @@ Index(
     unique=True,
     postgresql_where=text(KEY_VAULT_LIVE_PREDICATE),
     sqlite_where=text(KEY_VAULT_LIVE_PREDICATE),
+)
+
+# The reconciler's findings (engine/reconciler.py): one row per migration and kind of finding,
+# its current state; each change of it is also a ``finding`` audit event on the migration's
+# chain, written in the same transaction. ``signature`` is what was seen, to tell a changed
+# finding from a repeat; ``recorded_at`` when it was last written to the audit trail.
+findings = Table(
+    "findings",
+    metadata,
+    Column("migration_id", Integer, ForeignKey("migrations.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # open | cleared
+    Column("signature", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("cleared_at", UtcDateTime, nullable=True),
+    PrimaryKeyConstraint("migration_id", "kind"),
+)
+Index("ix_findings_status", findings.c.status)
+
+# Periodic jobs shared by the workers of one database (the reconciler): who runs it now (a
+# lease, so one worker at a time) and when it last ran (so the fleet runs it once per interval).
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("owner", Text, nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
 )

@@ -8,6 +8,7 @@ All the figures of one call come from one read transaction, so they agree with e
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -129,4 +130,31 @@ def error_event_counts(db: Database, migration_ids: list[int]) -> dict[int, int]
             )
             for mid, count in conn.execute(query).all():
                 found[int(mid)] = int(count)
+    return found
+
+
+def parity_details(db: Database, migration_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
+    """Receive parity as the steps recorded it: per migration, per trigger of a move whose detail
+    has ``parity`` (capabilities_applied, permissions_granted, verified, fail), the latest
+    ``parity`` detail. Asked in chunks of ids, for the report's pages."""
+    found: dict[int, dict[str, dict[str, Any]]] = {}
+    with db.read("read parity details") as conn:
+        for start in range(0, len(migration_ids), IN_CHUNK):
+            chunk = migration_ids[start : start + IN_CHUNK]
+            query = (
+                select(audit_events.c.migration_id, audit_events.c.trigger, audit_events.c.detail)
+                .where(
+                    audit_events.c.migration_id.in_(chunk),
+                    audit_events.c.kind.in_(("transition", "operator")),
+                    audit_events.c.detail.like('%"parity"%'),
+                )
+                .order_by(audit_events.c.migration_id, audit_events.c.seq)
+            )
+            for mid, trigger, text in conn.execute(query).all():
+                try:
+                    value = json.loads(text).get("parity")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(value, dict) and trigger:
+                    found.setdefault(int(mid), {})[str(trigger)] = value
     return found

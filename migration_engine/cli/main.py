@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from migration_engine import __version__
-from migration_engine.cli import audit_cmd, backoffice, config_cmd, keys_cmd, lookup, run_cmd
+from migration_engine.cli import (
+    audit_cmd,
+    backoffice,
+    config_cmd,
+    keys_cmd,
+    lookup,
+    plan_cmd,
+    reconcile_cmd,
+    run_cmd,
+)
 from migration_engine.cli import sandbox as sandbox_command
 from migration_engine.cli.logs import FORMATS as LOG_FORMATS
 from migration_engine.cli.logs import LEVELS as LOG_LEVELS
@@ -157,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sandbox_command.add_parser(sub)
     lookup.add_parser(sub)
+    plan_cmd.add_parser(sub)
+    reconcile_cmd.add_parser(sub)
     config_cmd.add_parser(sub)
 
     demo = sub.add_parser("demo", help="sandbox + SQLite + a mixed batch + the worker until idle + a summary")
@@ -268,6 +279,8 @@ def _cmd_show(rt: Runtime, args: argparse.Namespace) -> int:
     data = overview.show(rt.checked_store(), party)
     if not data:
         raise InputError(f"party {party} has no migration")
+    for m in data:  # receive parity: what the network showed, the latest ``snapshot`` event's detail
+        m["snapshot"] = next((e["detail"] for e in reversed(m["events"]) if e["kind"] == "snapshot"), None)
     if args.json:
         _print_json({"party_id": party, "state": data[0]["state"], "migrations": data})
         return 0
@@ -276,12 +289,27 @@ def _cmd_show(rt: Runtime, args: argparse.Namespace) -> int:
             f"{m['party_id']}  {m['direction']}  {m['state']}  batch={m['batch']}  attempts={m['attempts']}"
             + (f"  last error: {m['last_error']}" if m["last_error"] else "")
         )
+        if m["snapshot"]:
+            _print_snapshot(m["snapshot"])
         for e in m["events"]:
             move = f"{e.get('from_state')} -> {e.get('to_state')}" if e.get("from_state") != e.get("to_state") else ""
             http = f"{e['http_method']} {e['http_path']} -> {e.get('http_status')}" if e.get("http_method") else ""
             detail = json.dumps(e["detail"], ensure_ascii=False) if e.get("detail") else ""
             print(f"  {e['seq']:>4} {e['at']}  {e['kind']:<11} {e['actor']:<24} {move} {http} {detail}".rstrip())
     return 0
+
+
+def _print_snapshot(snap: dict[str, Any]) -> None:
+    """The snapshot's summary lines of `show`: where the party was, what it received, its card."""
+    where = snap.get("provider") or snap.get("smp_url") or "-"
+    print(f"  snapshot {snap.get('taken_at')}: {snap.get('lookup')}, SMP {snap.get('smp_url') or '-'} ({where})")
+    for service in snap.get("services") or ():
+        print(f"    receives {service.get('document_type')}")
+    card = snap.get("business_card") or {}
+    if card:
+        print("    business card: " + ", ".join(f"{k}={v}" for k, v in card.items() if k != "source"))
+    for problem in snap.get("problems") or ():
+        print(f"    problem: {problem}")
 
 
 def _key_from_stdin(party: str) -> str:
@@ -359,6 +387,8 @@ HANDLERS = {
     "key": _cmd_key_set,
     "keys": _cmd_keys,
     "report": backoffice.cmd_report,
+    "plan": plan_cmd.run,
+    "reconcile": reconcile_cmd.run,
     **{a: _cmd_action for a in ACTIONS},
 }
 

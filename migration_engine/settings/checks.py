@@ -12,7 +12,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from migration_engine.errors import ConfigError
-from migration_engine.settings.model import DEFAULT_SOURCE, ENVIRONMENTS, HANDOFF_MODES, Settings, Source
+from migration_engine.settings.model import (
+    DEFAULT_SOURCE,
+    ENVIRONMENTS,
+    HANDOFF_MODES,
+    PARITY_POLICIES,
+    SNAPSHOT_MODES,
+    Settings,
+    Source,
+)
 from migration_engine.settings.showing import bad_value
 
 # --- checks -----------------------------------------------------------------------------------
@@ -36,6 +44,12 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _known_smp_ok(entry: str) -> bool:
+    """``host[:port][/path]=Provider name``: both sides non-empty, the left without spaces."""
+    where, sep, name = entry.partition("=")
+    return bool(sep) and bool(where.strip()) and not any(c.isspace() for c in where.strip()) and bool(name.strip())
 
 
 def _clear_text_to_elsewhere(value: str) -> bool:
@@ -96,6 +110,25 @@ _RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
         "must be a DNS name, e.g. participant.sml.prod.tech.peppol.org",
     ),
     ("verify", "timeout_s"): (lambda v: v > 0, _POSITIVE),
+    ("network", "known_smps"): (
+        lambda v: all(_known_smp_ok(e) for e in v),
+        "must be a list of host[:port][/path]=Provider name entries, e.g. smp.example.com=Example BV",
+    ),
+    ("network", "directory_url"): (lambda v: not v or _is_http_url(v), _HTTP_URL + " (or empty: no Directory)"),
+    ("lookups", "dns_per_s"): (lambda v: v >= 0, "must be 0 (no limit) or a positive number"),
+    ("lookups", "smp_per_s"): (lambda v: v >= 0, "must be 0 (no limit) or a positive number"),
+    ("lookups", "directory_per_s"): (lambda v: v >= 0, "must be 0 (no limit) or a positive number"),
+    ("lookups", "max_concurrency"): (lambda v: v >= 1, _AT_LEAST_ONE),
+    ("lookups", "attempts"): (lambda v: v >= 1, _AT_LEAST_ONE),
+    ("lookups", "backoff_s"): (lambda v: v >= 0, "must be a number of at least 0"),
+    ("lookups", "cache_s"): (lambda v: v >= 0, "must be a number of at least 0 (0 = no cache)"),
+    ("parity", "snapshot"): (lambda v: v in SNAPSHOT_MODES, f"must be one of {', '.join(SNAPSHOT_MODES)}"),
+    ("parity", "inbound"): (lambda v: v in PARITY_POLICIES, f"must be one of {', '.join(PARITY_POLICIES)}"),
+    ("parity", "outbound"): (lambda v: v in PARITY_POLICIES, f"must be one of {', '.join(PARITY_POLICIES)}"),
+    ("reconciler", "interval_s"): (lambda v: v >= 0, "must be 0 (off) or a positive number of seconds"),
+    ("reconciler", "recent_days"): (lambda v: v >= 0, "must be 0 or a positive number of days"),
+    ("reconciler", "key_unused_h"): (lambda v: v > 0, _POSITIVE),
+    ("reconciler", "realert_h"): (lambda v: v >= 0, "must be 0 (never again) or a positive number of hours"),
     ("audit", "key"): (lambda v: not v or len(v) >= 16, "must be at least 16 characters (or unset)"),
 }
 

@@ -101,6 +101,42 @@ class VerifySettings:
 
 
 @dataclass(frozen=True)
+class NetworkSettings:
+    # "host[:port][/path]=Provider name" entries: which provider an SMP URL belongs to.
+    known_smps: tuple[str, ...] = ()
+    # The Peppol Directory's base URL (by environment); empty = never ask the Directory.
+    directory_url: str = "https://test-directory.peppol.eu"
+
+
+@dataclass(frozen=True)
+class LookupsSettings:
+    dns_per_s: float = 50.0
+    smp_per_s: float = 10.0
+    directory_per_s: float = 2.0
+    max_concurrency: int = 8
+    attempts: int = 3
+    backoff_s: float = 1.0
+    cache_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ParitySettings:
+    # Receive parity (docs/peppol-network.md, "Receive parity"); needs verify.peppol_network.
+    snapshot: str = "required"  # required | best_effort | off
+    inbound: str = "require"  # require | warn | off
+    outbound: str = "warn"  # require | warn | off
+    capability_map: str = ""  # a TOML file; empty = the shipped config/capability_map.toml
+
+
+@dataclass(frozen=True)
+class ReconcilerSettings:
+    interval_s: float = 900.0
+    recent_days: float = 14.0
+    key_unused_h: float = 24.0
+    realert_h: float = 24.0
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     psb: PsbSettings = field(default_factory=PsbSettings)
@@ -112,7 +148,11 @@ class Settings:
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     profiles: ProfilesSettings = field(default_factory=ProfilesSettings)
     verify: VerifySettings = field(default_factory=VerifySettings)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    lookups: LookupsSettings = field(default_factory=LookupsSettings)
+    parity: ParitySettings = field(default_factory=ParitySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
 
 
 SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
@@ -126,6 +166,8 @@ SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 HANDOFF_MODES = ("outbox", "https", "manual")
+SNAPSHOT_MODES = ("required", "best_effort", "off")
+PARITY_POLICIES = ("require", "warn", "off")
 
 # What ``psb.environment`` sets. eConnect's public documentation gives the PSB and identity
 # URLs of both; the acceptance AP URL is what acceptance's delivery options show. The
@@ -137,18 +179,22 @@ ENVIRONMENTS: dict[str, dict[tuple[str, str], str]] = {
         ("psb", "identity_url"): "https://accp-identity.econnect.eu",
         ("psb", "access_point_url"): "https://accp-ap.econnect.eu/as4/v1",
         ("verify", "sml_zone"): "participant.sml.test.tech.peppol.org",
+        ("network", "directory_url"): "https://test-directory.peppol.eu",
     },
     "production": {
         ("psb", "base_url"): "https://psb.econnect.eu",
         ("psb", "identity_url"): "https://identity.econnect.eu",
         ("psb", "access_point_url"): "",
         ("verify", "sml_zone"): "participant.sml.prod.tech.peppol.org",
+        ("network", "directory_url"): "https://directory.peppol.eu",
     },
 }
 
 # Settings that name a file or folder: relative values from a config file are made absolute
 # against that file's folder. ``database.url`` is handled apart (only SQLite URLs hold a path).
-PATH_SETTINGS: frozenset[tuple[str, str]] = frozenset({("handoff", "outbox_dir"), ("profiles", "dir")})
+PATH_SETTINGS: frozenset[tuple[str, str]] = frozenset(
+    {("handoff", "outbox_dir"), ("profiles", "dir"), ("parity", "capability_map")}
+)
 
 
 # --- where a value came from ----------------------------------------------------------------

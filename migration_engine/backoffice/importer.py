@@ -128,6 +128,7 @@ def import_file(
                 profile=row.profile,
                 name=row.name,
                 new_provider=row.new_provider,
+                current_provider=row.current_provider,
                 next_run_at=due_times.next_run_at(
                     row.direction, State.REQUESTED, has_key=has_key, settings=settings, now=now
                 ),

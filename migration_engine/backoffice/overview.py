@@ -110,6 +110,7 @@ def migration_dict(record: MigrationRecord) -> dict[str, Any]:
         "profile": record.profile,
         "name": record.name,
         "new_provider": record.new_provider,
+        "current_provider": record.current_provider,
         "has_key": record.key_ciphertext is not None,
         "key_issued_at": _iso(record.key_issued_at),
         "attempts": record.attempts,

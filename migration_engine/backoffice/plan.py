@@ -319,7 +319,13 @@ def file_rows(path: Path, *, default_profile: str | None) -> Iterator[PlanRow]:
 
 
 def record_row(record: MigrationRecord) -> PlanRow:
-    return PlanRow(record.party_id, record.direction, name=record.name, new_provider=record.new_provider)
+    return PlanRow(
+        record.party_id,
+        record.direction,
+        name=record.name,
+        current_provider=record.current_provider,
+        new_provider=record.new_provider,
+    )
 
 
 def batch_records(store: Store, batch_name: str) -> tuple[list[MigrationRecord], int]:

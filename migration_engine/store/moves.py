@@ -115,6 +115,7 @@ def _migration_row(item: NewMigration, batch_id: int | None, now: datetime) -> d
         "profile": item.profile,
         "name": item.name,
         "new_provider": item.new_provider,
+        "current_provider": item.current_provider,
         "key_ciphertext": item.key_ciphertext,
         "key_issued_at": item.key_issued_at,
         "next_run_at": None if terminal else item.next_run_at,
@@ -146,6 +147,7 @@ def _created_event(item: NewMigration, batch_name: str | None, batch_id: int | N
         ("batch_id", batch_id),
         ("profile", item.profile),
         ("new_provider", item.new_provider),
+        ("current_provider", item.current_provider),
     ):
         if value is not None:
             detail[name] = value

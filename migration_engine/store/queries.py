@@ -40,6 +40,7 @@ def to_record(row: RowMapping, batch_name: str | None) -> MigrationRecord:
         profile=row["profile"],
         name=row["name"],
         new_provider=row["new_provider"],
+        current_provider=row["current_provider"],
         key_ciphertext=row["key_ciphertext"],
         key_issued_at=row["key_issued_at"],
         next_run_at=row["next_run_at"],

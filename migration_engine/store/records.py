@@ -59,6 +59,7 @@ class MigrationRecord:
     updated_at: datetime
     completed_at: datetime | None
     pending: PendingRequest | None = None  # an operator's action waiting for the step in flight
+    current_provider: str | None = None  # to-econnect: the provider the batch file says serves it now
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class NewMigration:
     key_ciphertext: str | None = None
     key_issued_at: datetime | None = None
     next_run_at: datetime | None = None
+    current_provider: str | None = None  # to-econnect: who the file says serves the party now
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,7 @@ migrations = Table(
     Column("profile", Text, nullable=True),
     Column("name", Text, nullable=True),
     Column("new_provider", Text, nullable=True),
+    Column("current_provider", Text, nullable=True),
     Column("key_ciphertext", Text, nullable=True),
     Column("key_issued_at", UtcDateTime, nullable=True),
     Column("next_run_at", UtcDateTime, nullable=True),

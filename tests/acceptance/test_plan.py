@@ -215,8 +215,9 @@ def test_the_batch_plan_json_and_the_html_report_section_agree(world, tmp_path):
     result, plan = _plan_json("--batch", "spring", env=env)
     assert result.returncode == 1, result.stderr
     assert plan["batch"] == "spring" and plan["summary"]["total"] == len(PARTIES) - len(NOT_IMPORTABLE)
-    # current_provider is not stored: in a batch the party at provider-c is only "ready".
-    expected = {p: v[3] for p, v in PARTIES.items() if p not in NOT_IMPORTABLE} | {kvk(4): "ready"}
+    # current_provider is stored with the migration: the batch plan finds the wrong provider too.
+    expected = {p: v[3] for p, v in PARTIES.items() if p not in NOT_IMPORTABLE}
+    assert expected[kvk(4)] == "other_provider"
     assert {p["party_id"]: p["class"] for p in plan["parties"]} == expected
 
     page = tmp_path / "report.html"

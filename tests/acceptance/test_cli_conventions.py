@@ -5,6 +5,7 @@ quietly, a missing database refused rather than created, `db current` and `db hi
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -82,7 +83,8 @@ def test_an_unreachable_database_names_its_url_without_the_password(tmp_path) ->
 def test_db_current_and_history(tmp_path, db_env) -> None:
     history = peppol_migrate("db", "history", env=db_env, cwd=tmp_path)
     assert history.returncode == 0 and "<base> -> 0001" in history.stdout and "(head)" in history.stdout
-    assert "current" not in history.stdout and not (tmp_path / "conventions.db").exists()
+    # No revision is marked current (a revision's own text may use the word).
+    assert not re.search(r"\((?:head, )?current\)", history.stdout) and not (tmp_path / "conventions.db").exists()
     refused(peppol_migrate("db", "current", env=db_env, cwd=tmp_path), "db upgrade")
 
     assert peppol_migrate("db", "upgrade", env=db_env, cwd=tmp_path).returncode == 0

@@ -3,7 +3,10 @@
 - ``Limiter``: one dependency (the SML's DNS, one SMP, the Directory): at most
   ``concurrency`` calls in flight and at most ``rate`` calls a second (a token bucket with a
   burst of one, so calls are evenly spaced; 0 = no rate limit). Callers reserve the next slot
-  under a lock and wait outside it, in arrival order.
+  under a lock and wait outside it, in arrival order. ``shared``, when given, is waited for
+  after that: the budget every worker of the database shares (``limiter.SharedLimiter``,
+  ``budgets.*_per_s``); when it cannot be reserved the call is not made and fails as a
+  technical ``NetworkLookupError`` (code ``BUDGET``), retried like a timeout.
 - ``Limiter.call``: one call with retries: a technical failure (``smp.is_technical``: timeout,
   refusal, SERVFAIL, 429, 5xx) is tried again up to ``attempts`` tries in all, waiting
   ``backoff_s``, then twice that, ... between tries; an answer (404, garbage) is not retried.
@@ -21,6 +24,7 @@ from typing import Any, TypeVar
 
 from migration_engine.clock import Clock
 from migration_engine.errors import NetworkLookupError
+from migration_engine.limiter import BudgetUnavailable, RateLimiter
 from migration_engine.peppol.smp import is_technical
 
 T = TypeVar("T")
@@ -31,7 +35,15 @@ class Limiter:
     """Concurrency and rate bound of one dependency, with retry on technical failure; thread-safe."""
 
     def __init__(
-        self, name: str, *, rate: float, concurrency: int, clock: Clock, attempts: int = 1, backoff_s: float = 0.0
+        self,
+        name: str,
+        *,
+        rate: float,
+        concurrency: int,
+        clock: Clock,
+        attempts: int = 1,
+        backoff_s: float = 0.0,
+        shared: RateLimiter | None = None,
     ) -> None:
         if rate < 0 or concurrency < 1 or attempts < 1 or backoff_s < 0:
             raise ValueError("a limiter needs rate >= 0, concurrency >= 1, attempts >= 1 and backoff_s >= 0")
@@ -40,6 +52,7 @@ class Limiter:
         self.concurrency = concurrency
         self.attempts = attempts
         self.backoff_s = backoff_s
+        self.shared = shared
         self._clock = clock
         self._slots = threading.BoundedSemaphore(concurrency)
         self._lock = threading.Lock()
@@ -67,7 +80,21 @@ class Limiter:
             wait = self._reserve()
             if wait > 0:
                 self._clock.sleep(wait)
+            if self.shared is not None:
+                self._acquire_shared()
             return fn()
+
+    def _acquire_shared(self) -> None:
+        assert self.shared is not None
+        try:
+            waited = self.shared.acquire()
+        except BudgetUnavailable as exc:  # fail closed: no lookup while the budget cannot be had
+            raise NetworkLookupError(
+                f"the shared {self.name} budget could not be reserved, so the lookup was not made: {exc}",
+                code="BUDGET",
+            ) from exc
+        with self._lock:
+            self.waited_s += waited
 
     def call(self, fn: Callable[[], T]) -> T:
         """``fn`` within the bounds, tried again on a technical ``NetworkLookupError``."""

@@ -26,7 +26,9 @@ API (for the preflight, the worker's steps and the reconciler)::
   ``network.known_smps`` name of the SMP, or None.
 - Settings: ``verify.sml_zone``, ``verify.dns_server``, ``verify.timeout_s``,
   ``verify.cname_fallback``, ``verify.econnect_smp_host``, ``network.known_smps``,
-  ``network.directory_url``, ``lookups.*`` (``docs/configuration.md``).
+  ``network.directory_url``, ``lookups.*`` (``docs/configuration.md``). ``budgets``, when given
+  (the runtime's ``limiter.SharedBudgets``, from ``[budgets]``), adds the budget every worker of
+  the database shares to each dependency's limiter: DNS, each SMP, the Directory.
 - Tests build one directly: ``NetworkLookups(sml=SmlResolver(...), smp=SmpClient(transport=...),
   directory=DirectoryClient(...) or None, clock=ManualClock(), limits=LookupsSettings(...))``.
 
@@ -59,6 +61,7 @@ from urllib.parse import urlsplit
 
 from migration_engine.clock import Clock, SystemClock
 from migration_engine.errors import NetworkLookupError
+from migration_engine.limiter import Budgets
 from migration_engine.peppol.businesscard import BusinessCardError, parse_business_card_xml
 from migration_engine.peppol.directory import DirectoryClient
 from migration_engine.peppol.identifiers import parse_lenient
@@ -125,6 +128,7 @@ class NetworkLookups:
         econnect_smp: str = "",
         known_smps: Sequence[str] = (),
         limits: LookupsSettings | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.sml = sml
         self.smp = smp
@@ -133,14 +137,17 @@ class NetworkLookups:
         self.econnect_smp = econnect_smp.strip()
         self.known_smps = parse_known_smps(known_smps)
         self.limits = limits or LookupsSettings()
+        self.budgets = budgets
         self.cache = TtlCache(self.limits.cache_s, self.clock)
-        self.dns = self._limiter("dns", self.limits.dns_per_s)
-        self.directory_limiter = self._limiter("directory", self.limits.directory_per_s)
+        self.dns = self._limiter("dns", self.limits.dns_per_s, "dns")
+        self.directory_limiter = self._limiter("directory", self.limits.directory_per_s, "directory")
         self._smps: dict[str, Limiter] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> NetworkLookups:
+    def from_settings(
+        cls, settings: Settings, *, clock: Clock | None = None, budgets: Budgets | None = None
+    ) -> NetworkLookups:
         v, network = settings.verify, settings.network
         return cls(
             sml=SmlResolver(
@@ -152,6 +159,7 @@ class NetworkLookups:
             econnect_smp=v.econnect_smp_host,
             known_smps=network.known_smps,
             limits=settings.lookups,
+            budgets=budgets,
         )
 
     def close(self) -> None:
@@ -169,7 +177,7 @@ class NetworkLookups:
 
     # -- limits --------------------------------------------------------------------------------
 
-    def _limiter(self, name: str, rate: float) -> Limiter:
+    def _limiter(self, name: str, rate: float, budget: str, key: str = "") -> Limiter:
         return Limiter(
             name,
             rate=rate,
@@ -177,6 +185,7 @@ class NetworkLookups:
             clock=self.clock,
             attempts=self.limits.attempts,
             backoff_s=self.limits.backoff_s,
+            shared=self.budgets.limiter(budget, key) if self.budgets is not None else None,
         )
 
     def smp_limiter(self, smp_url: str) -> Limiter:
@@ -184,7 +193,7 @@ class NetworkLookups:
         key = smp_url.rstrip("/")
         with self._lock:
             if key not in self._smps:
-                self._smps[key] = self._limiter(f"smp {key}", self.limits.smp_per_s)
+                self._smps[key] = self._limiter(f"smp {key}", self.limits.smp_per_s, "smp", key)
             return self._smps[key]
 
     def stats(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ The client is split by concern (the ``psb`` package); only this module imports h
     endpoints.py      one method per PSB endpoint: paths, bodies, answer shapes
     auth.py           OAuth2 form, token answer, the shared thread-safe token cache
     errors.py         error body parsing, status -> exception, scrubbing of secrets
-    ratelimit.py      the token bucket behind ``max_rps``
+    ratelimit.py      the token bucket behind ``max_rps`` (the shared budget: ``limiter.py``)
 
 Call flow of one endpoint method (e.g. ``prepare_to_migrate``)::
 
@@ -16,6 +16,8 @@ Call flow of one endpoint method (e.g. ``prepare_to_migrate``)::
                           ▼
                      TokenBucket.acquire            (max_rps, shared by every view)
                           │
+                     budget.acquire                 (budgets.psb_per_s, shared by every worker;
+                          │                          cannot be reserved ──▶ PsbTransientError)
                           ▼
                      _exchange ── httpx.Client.request ──▶ PSB       (timeout_s, pooled)
                           │  no answer (timeout, connection) ──▶ report, PsbTransientError from exc
@@ -61,6 +63,7 @@ from migration_engine.errors import (
     PsbPermanentError,
     PsbTransientError,
 )
+from migration_engine.limiter import BudgetUnavailable, RateLimiter
 from migration_engine.psb.auth import Credentials, Token, TokenCache, parse_token_response, token_error
 from migration_engine.psb.endpoints import Answer, ApiCall, PsbEndpoints, safe_url
 from migration_engine.psb.errors import Scrubber, error_for_status, excerpt, parse_error_body
@@ -105,9 +108,10 @@ class _Shared:
     credentials: Credentials
     subscription_key: str | None = field(repr=False)
     tokens: TokenCache
-    limiter: TokenBucket | None
+    limiter: RateLimiter | None
     clock: Clock
     timeout_s: float
+    budget: RateLimiter | None = None
 
     def scrubber(self, *, token: str | None = None, key: str | None = None) -> Scrubber:
         creds = self.credentials
@@ -156,12 +160,15 @@ class PsbClient(PsbEndpoints):
         transport: httpx.BaseTransport | None = None,
         clock: Clock | None = None,
         max_connections: int = 64,
+        budget: RateLimiter | None = None,
     ) -> None:
         """Build the client; nothing is sent until the first call.
 
         Empty strings count as "not configured" (settings use them for absent secrets):
         ``username`` selects the password grant, ``subscription_key`` adds its header.
-        ``max_rps`` of None or 0 means no rate limit. ``transport`` replaces the network
+        ``max_rps`` of None or 0 means no rate limit. ``budget`` is waited for after it: the
+        budget every worker of the database shares (``limiter.SharedLimiter``), or None.
+        ``transport`` replaces the network
         (tests pass ``httpx.MockTransport``); ``verify_tls`` and ``max_connections`` then do
         nothing, as they configure the default transport. Bad values raise ``ConfigError``.
         """
@@ -198,6 +205,7 @@ class PsbClient(PsbEndpoints):
             limiter=TokenBucket(rate=max_rps, clock=clock) if max_rps else None,
             clock=clock,
             timeout_s=timeout_s,
+            budget=budget,
         )
         self._sinks: tuple[Callable[[ApiCall], None], ...] = ()
         self._owner = True
@@ -287,6 +295,15 @@ class PsbClient(PsbEndpoints):
             headers["Subscription-Key"] = s.subscription_key
         if s.limiter is not None:
             s.limiter.acquire()
+        if s.budget is not None:
+            try:
+                s.budget.acquire()
+            except BudgetUnavailable as exc:  # fail closed: no call while the budget cannot be had
+                raise PsbTransientError(
+                    f"the shared PSB budget (budgets.psb_per_s) could not be reserved, so the call was not "
+                    f"made: {exc}",
+                    code="BUDGET", party_id=req.party_id, method=req.method, path=req.path,
+                ) from exc
         return self._exchange(req, headers=headers, prefix="PSB", token=token), token
 
     def ensure_token(self) -> None:

@@ -6,8 +6,10 @@ go into debt: with ``rate=2`` and ``burst=1``, three callers arriving together w
 and 1.0 s. Time comes from an injected ``Clock``, so with a ``ManualClock`` tests observe
 exact spacing without sleeping.
 
-The limit is per bucket, i.e. per worker process (``psb.max_rps``): to respect a provider
-limit of R requests a second with N worker processes, give each ``max_rps = R / N``.
+The limit is per bucket, i.e. per worker process (``psb.max_rps``). A bucket is a
+``limiter.RateLimiter``; the PSB client waits for it first and then, when ``budgets.psb_per_s``
+is set, for the budget every worker of the database shares (``limiter.SharedLimiter``), which
+is how a provider's limit holds across processes without splitting it by hand.
 """
 
 from __future__ import annotations

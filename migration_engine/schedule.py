@@ -37,9 +37,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from migration_engine.errors import InputError
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_DAY_INDEX = {d.casefold(): i for i, d in enumerate(DAYS)}
-_WINDOW = re.compile(r"^\s*(?P<days>[A-Za-z,\-\s]+?)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})\s*$")
+DAY_NAMES_LONG = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAY_NAMES = {name: i for i, d in enumerate(DAYS) for name in (d.casefold(), DAY_NAMES_LONG[i])}
+_WINDOW = re.compile(
+    r"^\s*(?P<days>[A-Za-z,\-\s]+?)\s+(?P<start>[0-9]{1,2}:[0-9]{2})\s*-\s*(?P<end>[0-9]{1,2}:[0-9]{2})\s*$"
+)
 _SEARCH_DAYS = 400  # how far ahead a next opening is looked for (a year and a bit)
+_CLOSE_HORIZON_DAYS = 8  # how far ahead closes_at follows windows that join up
+PRIORITY_RANGE = (-1000, 1000)
 
 
 @dataclass(frozen=True)
@@ -77,15 +82,17 @@ def _local(day: date, at: time, tz: ZoneInfo) -> datetime:
         return early  # an existing time (in the autumn's repeated hour: its first occurrence)
     # A time in the spring-forward gap: fold=1 reads it with the later offset (an instant before
     # the jump), fold=0 with the earlier one (after it). The jump itself lies between; find it.
-    low, high = naive.replace(tzinfo=tz, fold=1).astimezone(UTC), early
-    after = high.astimezone(tz).utcoffset()
-    while high - low > timedelta(seconds=1):
-        middle = low + (high - low) / 2
-        if middle.astimezone(tz).utcoffset() == after:
+    # Offsets change on whole seconds: search those, so the result is the change itself.
+    low = int(naive.replace(tzinfo=tz, fold=1).astimezone(UTC).timestamp())
+    high = int(early.timestamp())
+    after = early.astimezone(tz).utcoffset()
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, UTC).astimezone(tz).utcoffset() == after:
             high = middle
         else:
             low = middle
-    return high.replace(microsecond=0) if high.microsecond == 0 else high
+    return datetime.fromtimestamp(high, UTC)
 
 
 def _days_text(days: frozenset[int]) -> str:
@@ -109,11 +116,11 @@ def _parse_days(text: str, where: str) -> frozenset[int]:
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        first, _, last = (s.strip().casefold()[:3] for s in part.partition("-"))
-        if first not in _DAY_INDEX or (last and last not in _DAY_INDEX):
+        first, dash, last = (s.strip().casefold() for s in part.partition("-"))
+        if first not in _DAY_NAMES or (dash and last not in _DAY_NAMES):
             raise InputError(f"{where}: {part!r} is not a day or a range of days (Mon..Sun, e.g. Mon-Fri or Sat,Sun)")
-        a = _DAY_INDEX[first]
-        b = _DAY_INDEX[last] if last else a
+        a = _DAY_NAMES[first]
+        b = _DAY_NAMES[last] if dash else a
         days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
     if not days:
         raise InputError(f"{where}: no days given (e.g. Mon-Fri 19:00-23:00)")
@@ -136,7 +143,7 @@ def parse_window(text: str, *, where: str = "window") -> Window:
 def parse_timezone(name: str, *, where: str = "timezone") -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InputError(f"{where}: {name!r} is not a time zone (an IANA name such as Europe/Amsterdam)") from None
 
 
@@ -160,8 +167,16 @@ class BatchSchedule:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InputError(f"{name.replace('_', '-')}: {value} is not a positive number")
-        if self.start_at is not None and self.start_at.tzinfo is None:
-            raise InputError("start: give a time zone or an offset (e.g. 2027-03-22T19:00+01:00)")
+        low, high = PRIORITY_RANGE
+        if not low <= self.priority <= high:
+            raise InputError(f"priority: {self.priority} is not between {low} and {high}")
+        if self.start_at is not None:
+            if self.start_at.tzinfo is None or self.start_at.utcoffset() is None:
+                raise InputError("start: give a time zone or an offset (e.g. 2027-03-22T19:00+01:00)")
+            try:
+                object.__setattr__(self, "start_at", self.start_at.astimezone(UTC))
+            except OverflowError:
+                raise InputError(f"start: {self.start_at.isoformat()} is out of range") from None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -215,10 +230,22 @@ class BatchSchedule:
         return None
 
     def closes_at(self, at: datetime) -> datetime | None:
-        """When the window open at ``at`` closes (None if none is open then)."""
+        """When the schedule, open at ``at``, closes (None if it is not open then).
+
+        Windows that overlap or join up (``Fri 19:00-24:00`` and ``Sat 00:00-06:00``) count as
+        one. A schedule that stays open for more than a week from ``at`` (one without windows,
+        say) "closes" at the end of what was looked at, about a week ahead: ask again then."""
         at = at.astimezone(UTC)
-        ends = [closes for opens, closes in self.spans(at, days_ahead=0) if opens <= at < closes]
-        return max(ends) if ends else None
+        if not self.is_open(at):
+            return None
+        end = at
+        for opens, closes in sorted(self.spans(at, days_ahead=_CLOSE_HORIZON_DAYS)):
+            if opens > end:
+                if end > at:
+                    break
+                continue
+            end = max(end, closes)
+        return end
 
     def hour_start(self, at: datetime) -> datetime:
         """The start (UTC) of the clock hour ``at`` is in: the ``per_hour`` wave's bucket."""
@@ -251,15 +278,15 @@ class BatchSchedule:
             start = data.get("start_at")
             return cls(
                 timezone=str(data.get("timezone") or "UTC"),
-                windows=tuple(parse_window(str(w), where=f"{where}: window") for w in data.get("windows") or ()),
-                blackouts=frozenset(date.fromisoformat(str(d)) for d in data.get("blackouts") or ()),
+                windows=tuple(parse_window(str(w)) for w in _items(data.get("windows"), "windows")),
+                blackouts=frozenset(date.fromisoformat(str(d)) for d in _items(data.get("blackouts"), "blackouts")),
                 start_at=None if start is None else datetime.fromisoformat(str(start)),
                 per_hour=_opt_int(data.get("per_hour")),
                 per_day=_opt_int(data.get("per_day")),
                 max_in_flight=_opt_int(data.get("max_in_flight")),
-                priority=int(data.get("priority") or 0),
+                priority=_opt_int(data.get("priority")) or 0,
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError, InputError) as exc:
             raise InputError(f"{where}: {exc}") from None
 
     @classmethod
@@ -274,7 +301,19 @@ class BatchSchedule:
 
 
 def _opt_int(value: object) -> int | None:
-    return None if value is None else int(str(value))
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(value)
+
+
+def _items(value: object, name: str) -> list[object]:
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{name}: {value!r} is not a list")
+    return list(value)
 
 
 def parse_blackouts(values: Iterable[str], *, where: str = "blackout") -> frozenset[date]:
@@ -285,3 +324,56 @@ def parse_blackouts(values: Iterable[str], *, where: str = "blackout") -> frozen
         except ValueError:
             raise InputError(f"{where}: {text!r} is not a date (YYYY-MM-DD)") from None
     return frozenset(out)
+
+
+_KEEP: Any = object()
+
+
+@dataclass(frozen=True)
+class ScheduleEdit:
+    """A change to a batch's schedule as an operator gives it (`batch schedule`, `import`): the
+    fields given replace the current schedule's, the others are kept. ``None`` for a cap, the
+    start or the priority unsets it (``windows=()``: always open; ``blackouts=frozenset()``:
+    none). ``clear``: no schedule at all. A start without an offset is read in the time zone."""
+
+    timezone: str | None = None
+    windows: tuple[Window, ...] | None = None
+    blackouts: frozenset[date] | None = None
+    start_at: Any = _KEEP  # datetime | None (None: no start time); naive: in the time zone
+    per_hour: Any = _KEEP  # int | None
+    per_day: Any = _KEEP
+    max_in_flight: Any = _KEEP
+    priority: int | None = None
+    clear: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.clear and self == ScheduleEdit()
+
+    def apply(self, current: BatchSchedule | None) -> BatchSchedule | None:
+        """The schedule after this edit of ``current`` (None: none); ``InputError`` for bad values."""
+        if self.clear:
+            return None
+        base = current or BatchSchedule()
+        timezone = self.timezone if self.timezone is not None else base.timezone
+        tz = parse_timezone(timezone, where="timezone")
+        start = base.start_at if self.start_at is _KEEP else self.start_at
+        if isinstance(start, datetime) and start.tzinfo is None:
+            start = _local_start(start, tz)
+        return BatchSchedule(
+            timezone=timezone,
+            windows=base.windows if self.windows is None else self.windows,
+            blackouts=base.blackouts if self.blackouts is None else self.blackouts,
+            start_at=start,
+            per_hour=base.per_hour if self.per_hour is _KEEP else self.per_hour,
+            per_day=base.per_day if self.per_day is _KEEP else self.per_day,
+            max_in_flight=base.max_in_flight if self.max_in_flight is _KEEP else self.max_in_flight,
+            priority=base.priority if self.priority is None else self.priority,
+        )
+
+
+def _local_start(naive: datetime, tz: ZoneInfo) -> datetime:
+    try:
+        return _local(naive.date(), naive.time(), tz)
+    except (OverflowError, ValueError):
+        raise InputError(f"start: {naive.isoformat()} is out of range") from None

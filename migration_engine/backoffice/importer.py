@@ -18,6 +18,7 @@ from migration_engine.errors import ImportRejected, InputError
 from migration_engine.keys import KeyVault
 from migration_engine.machine import State
 from migration_engine.profiles import ProfileCatalog
+from migration_engine.schedule import ScheduleEdit
 from migration_engine.settings import Settings
 from migration_engine.store import NewMigration, Store
 
@@ -56,8 +57,13 @@ def import_file(
     dry_run: bool,
     actor: str,
     progress: ImportProgress | None = None,
+    schedule: ScheduleEdit | None = None,
 ) -> dict[str, Any]:
     """Validate ``path`` and, unless ``dry_run``, import it as batch ``batch_name``.
+
+    ``schedule`` (optional) edits the batch's schedule (the existing batch's, or none): checked
+    before anything is written, set right after the import (``Store.set_batch_schedule``,
+    audited on the batch's open migrations, the new ones included).
 
     ``progress`` (optional) is told the rows checked (as their ids are looked up in the
     store, a thousand at a time) and the rows written.
@@ -100,8 +106,14 @@ def import_file(
         "with_key": result.with_key,
         "dry_run": dry_run,
     }
+    new_schedule = None
+    if schedule is not None:
+        new_schedule = schedule.apply(store.batch_schedule(name))  # bad values: refused here
+        plan["schedule"] = None if new_schedule is None else new_schedule.as_dict()
     if dry_run:
         return plan
+    if schedule is not None:
+        store.require_audit_key()  # the schedule's change is audited: refused before the import
     vault = (checked or rt.vault()) if result.with_key else None
     now = rt.clock.now()
     # Keys are sealed for their migration id, which the store allocates as it writes: each
@@ -143,4 +155,8 @@ def import_file(
     )
     if progress is not None:
         progress.advance(plan["imported"] - progress.done)
+    if schedule is not None:
+        # Its own transaction, right after the import's (which creates the batch): a worker
+        # running meanwhile may start the batch's first few unpaced (docs/operations.md).
+        plan["schedule_audited"] = store.set_batch_schedule(name, new_schedule, actor).audited
     return plan

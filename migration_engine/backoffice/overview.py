@@ -6,6 +6,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from migration_engine.backoffice.batch_pacing import status_pacing
 from migration_engine.errors import InputError
 from migration_engine.machine import TERMINAL_STATES, Direction, State, states
 from migration_engine.store import AuditEvent, MigrationRecord, Store, WorkerStatus
@@ -49,6 +50,8 @@ def status(store: Store, *, batch_name: str | None = None, now: datetime) -> dic
         "errors_by_code": figures.errors_by_code,
         "findings": findings(store, batch_name=batch_name),
         "workers": workers(store, now=now),
+        # each scheduled batch's window, wave usage and forecast (batch_pacing.py)
+        "pacing": status_pacing(store, batch_name=batch_name, now=now),
     }
 
 

@@ -34,7 +34,13 @@ def status_lines(data: StatusData) -> list[str]:
         lines.append(f"  oldest waiting: {o['party_id']} in {o['state']} since {o['since']}")
     if data["errors_by_code"]:
         lines.append("  errors: " + "  ".join(f"{k}={v}" for k, v in data["errors_by_code"].items()))
+    lines += pacing_lines(data.get("pacing", []))
     return lines + finding_lines(data.get("findings")) + worker_lines(data.get("workers", []))
+
+
+def pacing_lines(pacing: list[dict[str, Any]]) -> list[str]:
+    """One line per scheduled batch: window open or closed, starts against the caps, forecast."""
+    return [f"  schedule {item['line']}" for item in pacing]
 
 
 def finding_lines(findings: dict[str, Any] | None) -> list[str]:
@@ -96,6 +102,7 @@ def status_renderable(data: StatusData, *, at: datetime | None = None) -> Group:
         parts.append(Text(f"oldest waiting: {o['party_id']} in {o['state']} since {o['since']}"))
     if data["errors_by_code"]:
         parts.append(Text("errors: " + "  ".join(f"{k}={v}" for k, v in data["errors_by_code"].items()), "red"))
+    parts += [Text(line.strip(), "cyan") for line in pacing_lines(data.get("pacing", []))]
     parts += [Text(line.strip(), "yellow") for line in finding_lines(data.get("findings"))]
     parts += [Text(line.strip()) for line in worker_lines(data.get("workers", []))]
     if at is not None:

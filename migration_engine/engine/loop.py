@@ -16,6 +16,12 @@
       ├─ renew job: every lease_s / 3 of the engine's clock: renew the running steps' leases;
       │             heartbeat (also woken by the claim job when a ManualClock has jumped)
       │
+      ├─ calendar jobs (one date job per scheduled batch): at the next moment the batch's gate
+      │             may decide differently (its window opens or closes, a new hour's or day's wave
+      │             begins; ``engine/pacing.py``), computed from the schedule after every claim
+      │             round, so a changed schedule re-plans them: the worker looks at the schedules
+      │             afresh (and logs "window opened for batch X"), then the claim job is woken
+      │
       └─ reconcile job (a service run only: not with until_idle or until_settled, and only when
                     the worker has a reconciler, reconciler.interval_s > 0): at start, then
                     woken by the claim job when the engine's clock says a run is due; the
@@ -30,13 +36,18 @@ claim once more rather than start a second one, and at most one wake travels thr
 scheduler at a time. The claim job runs on the scheduler's own thread, so a wake costs one
 thread switch; never on the recorder's thread, which only records (claiming there cost
 throughput in the benchmark). APScheduler schedules on the wall clock; every decision about
-migrations (due rows, leases, skipping ahead) uses the engine's injected clock.
+migrations (due rows, leases, skipping ahead, windows) uses the engine's injected clock. So a
+calendar job runs at the wall time that is as far ahead as the moment is on the engine's clock
+(a date trigger, not a cron trigger in the batch's time zone: the engine's clock may be the
+database's, or a test's ManualClock that jumps); the claim round, not the job, decides what to
+start, from the schedule and the database, so a late or lost job costs a poll, never a cap.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -51,6 +62,7 @@ from migration_engine.store import WorkSummary
 log = logging.getLogger("migration_engine.engine.loop")
 
 _CLAIM, _RENEW, _RECONCILE = "claim", "renew", "reconcile"
+_CALENDAR = "calendar:"  # + batch name: a batch's next window or wave moment
 # The reconcile job also runs on its own this often (wall clock), should no claim round wake it.
 _RECONCILE_CHECK_S = 60.0
 # A wake may reach the scheduler while the job it wakes is still returning: a few instances
@@ -94,6 +106,10 @@ class Driven(Protocol):
     def reconcile_due(self) -> bool: ...
 
     def reconcile(self) -> None: ...
+
+    def calendar(self) -> Mapping[str, datetime]: ...  # key -> the next moment (engine clock)
+
+    def calendar_edge(self, key: str) -> None: ...
 
 
 def _scheduler_now() -> datetime:
@@ -146,6 +162,7 @@ class Loop:
                 id=_RECONCILE,
                 next_run_time=_scheduler_now(),
             )
+        self._calendar: dict[str, datetime] = {}  # the planned calendar jobs (engine clock)
         self._running = False
 
     def run(self) -> None:
@@ -188,6 +205,7 @@ class Loop:
         worker = self._worker
         try:
             started = worker.tick()
+            self._plan_calendar()
             if worker.renewal_due():
                 self._wake_renew()  # the engine's clock has moved on (a ManualClock may jump)
             if self._reconciles and worker.reconcile_due():
@@ -275,6 +293,41 @@ class Loop:
                 self._worker.reconcile()
         except Exception:  # a database or network hiccup: the next due run tries again
             log.exception("the reconciler failed", extra={"action": "reconcile_failed"})
+
+    # ---- the calendar -------------------------------------------------------------------
+
+    def _plan_calendar(self) -> None:
+        """(Re)plan one date job per batch at its next calendar moment, when that has changed."""
+        plan = dict(self._worker.calendar())
+        with self._wake_lock:
+            if plan == self._calendar or not self._running:
+                return
+            before, self._calendar = self._calendar, plan
+        engine_now, wall_now = self._worker.clock.now(), _scheduler_now()
+        for key in before.keys() - plan.keys():
+            self._remove(_CALENDAR + key)
+        for key, when in plan.items():
+            if before.get(key) == when:
+                continue
+            run_at = wall_now + max(timedelta(0), when - engine_now)
+            self._scheduler.add_job(
+                self._calendar_job, "date", run_date=run_at, args=[key], id=_CALENDAR + key, replace_existing=True
+            )
+
+    def _calendar_job(self, key: str) -> None:
+        try:
+            self._worker.calendar_edge(key)
+        except Exception:  # a database hiccup: the claim rounds look at the schedules anyway
+            log.exception("the calendar job failed", extra={"action": "calendar_failed"})
+        with self._wake_lock:
+            self._calendar.pop(key, None)  # fired: the next claim round plans the next one
+        self.wake_claim()
+
+    def _remove(self, job_id: str) -> None:
+        try:
+            self._scheduler.remove_job(job_id)
+        except Exception:  # already fired, or shut down meanwhile
+            log.debug("could not remove the %s job", job_id, exc_info=True)
 
     def _modify(self, job_id: str) -> None:
         try:

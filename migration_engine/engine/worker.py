@@ -46,6 +46,7 @@ from migration_engine.engine.loop import Loop
 from migration_engine.engine.metrics import WorkerMetrics
 from migration_engine.engine.operator_changes import follow_up
 from migration_engine.engine.outcomes import Fail, Outcome, Wait
+from migration_engine.engine.pacing import Pacer, hold_change, starts_here
 from migration_engine.engine.reconciler import Reconciler
 from migration_engine.engine.recorder import Recorded, Recorder
 from migration_engine.engine.retry import RetryPolicy
@@ -143,6 +144,8 @@ class Worker:
         )
         self.retry = RetryPolicy(settings.retry, rng=rng)
         self.changes = ChangeBuilder(worker_id=self.worker_id, settings=settings, retry=self.retry)
+        # Batch schedules: their windows and caps gate each migration's first mutating call (pacing.py).
+        self.pacing = Pacer(store=store, settings=settings, worker_id=self.worker_id)
         self.breaker = CircuitBreaker(clock=clock, on_change=lambda *_: self.heartbeat())
         self._started_at = clock.now()
         self.on_applied = on_applied
@@ -212,8 +215,12 @@ class Worker:
             allowed = self.breaker.allowed(free)
             if allowed <= 0:
                 return 0
+            # Batches that may not start anything now have their waiting rows held first, so the
+            # claim does not take them only to put them back; higher priorities are claimed first.
+            self.pacing.before_claim(self.clock.now())
+            first, last = self.pacing.claim_order()
             records = self.store.claim_due(
-                worker_id=self.worker_id, limit=allowed, lease_s=self.settings.worker.lease_s
+                worker_id=self.worker_id, limit=allowed, lease_s=self.settings.worker.lease_s, first=first, last=last
             )
             self.metrics.claimed(len(records), self.clock.now())
             if not records:
@@ -357,6 +364,12 @@ class Worker:
         psb = self.psb.recording(lambda call: calls.append((call, True)))
         handoff = self.handoff.recording(lambda call: calls.append((call, False))) if self.handoff else None
         now = self.clock.now()
+        # The batch's schedule: a first mutating call only inside its window and caps (its start
+        # slot is taken here, before the snapshot and the step), else the row waits its turn.
+        hold = self.pacing.gate(record, now)
+        if hold is not None:
+            self.breaker.release_probe()
+            return hold_change(record, hold, worker_id=self.worker_id)
         snapshot, instead = self.baselines.prepare(record, now)
         if instead is not None:  # the snapshot (or its failure) is this run's change; the step runs next
             self.breaker.release_probe()
@@ -412,6 +425,8 @@ class Worker:
             self.metrics.retried(change)
         else:
             change = self.changes.for_outcome(record, outcome, events, now)
+        if starts_here(record):  # this step tried the first mutating call: the migration has started
+            change = replace(change, started_at=now)
         # Whatever becomes of the result, what the step did remotely is recorded.
         return replace(change, if_stale=stale_events(events)) if events else change
 
@@ -438,6 +453,14 @@ class Worker:
 
     def work_summary(self) -> WorkSummary:
         return self.store.work_summary()
+
+    def calendar(self) -> dict[str, datetime]:
+        """Batch name -> the next moment (engine clock) its window opens or closes or its wave resets."""
+        return self.pacing.calendar(self.clock.now())
+
+    def calendar_edge(self, key: str) -> None:
+        """A calendar moment has come: look at the schedules afresh (the log says what changed)."""
+        self.pacing.refresh(self.clock.now(), force=True)
 
     def may_claim(self) -> bool:
         return self.breaker.may_claim()

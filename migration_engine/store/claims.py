@@ -9,6 +9,11 @@ PostgreSQL selects the ids in a CTE ``FOR UPDATE SKIP LOCKED`` first and then up
 Oban's note). SQLite runs one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING``
 under ``BEGIN IMMEDIATE``: the write lock makes the select and the update one step.
 
+Priority between batches (pacing): ``first`` lists groups of batch ids, highest priority first;
+each group is claimed in a pass of its own (``batch_id IN (...)``, through ``ix_migrations_batch_due``)
+before the pass over every due row, and ``last`` (batches below the default priority) is left out
+of that pass and claimed after it. Without groups the claim is the one statement it always was.
+
 ``now`` is ``db.clock``'s: in production on PostgreSQL that is the database's time carried
 forward on this host (``db_clock.py``), so every worker compares leases and due times on one
 clock without a round trip to the server per claim.
@@ -16,6 +21,7 @@ clock without a round trip to the server per claim.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -39,11 +45,21 @@ def _claimable(now: Any) -> Any:
     )
 
 
+_ALL, _ONLY, _EXCEPT = "all", "only", "except"
+
+
 @cache
-def _claim_statement(sqlite: bool) -> Update:
-    """The claiming UPDATE, built once per dialect (the hot path); values are bind parameters."""
+def _claim_statement(sqlite: bool, batches: str = _ALL) -> Update:
+    """The claiming UPDATE, built once per dialect and kind of pass (the hot path); values are
+    bind parameters. ``batches``: every due row, only those of the listed batches, or all but them."""
     now = bindparam("now", type_=UtcDateTime())
-    due = select(m.id).where(_claimable(now)).order_by(m.next_run_at, m.id).limit(bindparam("limit", type_=Integer()))
+    where = _claimable(now)
+    listed = m.batch_id.in_(bindparam("batches", expanding=True))
+    if batches == _ONLY:
+        where = and_(where, listed)
+    elif batches == _EXCEPT:
+        where = and_(where, or_(m.batch_id.is_(None), ~listed))
+    due = select(m.id).where(where).order_by(m.next_run_at, m.id).limit(bindparam("limit", type_=Integer()))
     values = {
         "lease_owner": bindparam("worker_id", type_=Text()),
         "lease_until": bindparam("until", type_=UtcDateTime()),
@@ -57,17 +73,38 @@ def _claim_statement(sqlite: bool) -> Update:
     return stmt.values(values).returning(*migrations.c)
 
 
-def claim_due(db: Database, *, worker_id: str, limit: int, lease_s: float) -> list[MigrationRecord]:
-    """Lease up to ``limit`` due migrations to ``worker_id``, oldest due first."""
+def claim_due(
+    db: Database,
+    *,
+    worker_id: str,
+    limit: int,
+    lease_s: float,
+    first: Sequence[Sequence[int]] = (),
+    last: Sequence[Sequence[int]] = (),
+) -> list[MigrationRecord]:
+    """Lease up to ``limit`` due migrations to ``worker_id``, oldest due first; the batches of
+    ``first`` (groups, highest priority first) before the rest, those of ``last`` after it."""
     if limit <= 0:
         return []
     now = db.clock.now()
-    params = {"now": now, "until": now + timedelta(seconds=lease_s), "worker_id": worker_id, "limit": limit}
+    params: dict[str, Any] = {"now": now, "until": now + timedelta(seconds=lease_s), "worker_id": worker_id}
+    passes: list[tuple[str, list[int]]] = [(_ONLY, list(g)) for g in first if g]
+    below = sorted({b for g in last for b in g})
+    passes.append((_EXCEPT, below) if below else (_ALL, []))
+    passes += [(_ONLY, list(g)) for g in last if g]
+    records: list[MigrationRecord] = []
     with db.write("claim due migrations") as conn:
-        rows = conn.execute(_claim_statement(db.is_sqlite), params).mappings().all()
-        records = records_from(db, conn, rows)
-    # RETURNING comes in no particular order; hand them out in the order they were due.
-    records.sort(key=lambda r: (r.next_run_at or now, r.id))
+        for kind, ids in passes:
+            left = limit - len(records)
+            if left <= 0:
+                break
+            stmt = _claim_statement(db.is_sqlite, kind)
+            values = params | {"limit": left} | ({"batches": ids} if kind != _ALL else {})
+            rows = conn.execute(stmt, values).mappings().all()
+            # RETURNING comes in no particular order; hand them out in the order they were due.
+            claimed = records_from(db, conn, rows)
+            claimed.sort(key=lambda r: (r.next_run_at or now, r.id))
+            records += claimed
     return records
 
 

@@ -52,6 +52,7 @@ CHANGE_FIELDS = (
     "key_issued_at",
     "deadline_at",
     "paused",
+    "started_at",
 )
 _NAMED_IN_ERROR = 20
 _PENDING_FIELDS = ("pending_action", "pending_actor", "pending_at", "pending_detail")

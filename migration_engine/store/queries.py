@@ -56,6 +56,7 @@ def to_record(row: RowMapping, batch_name: str | None) -> MigrationRecord:
         updated_at=row["updated_at"],
         completed_at=row["completed_at"],
         pending=pending_of(row),
+        started_at=row.get("started_at"),
     )
 
 

@@ -60,6 +60,7 @@ class MigrationRecord:
     completed_at: datetime | None
     pending: PendingRequest | None = None  # an operator's action waiting for the step in flight
     current_provider: str | None = None  # to-econnect: the provider the batch file says serves it now
+    started_at: datetime | None = None  # when it took its start slot (first mutating call); None: not started
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class Change:
     # side effects (its api_call events) are recorded whatever becomes of its result.
     if_stale: Sequence[EventIn] = ()
     clear_pending: bool = False  # this change settles the row's pending operator request
+    started_at: datetime | _Unchanged | None = UNCHANGED  # the first mutating call's step (pacing)
 
 
 @dataclass(frozen=True)

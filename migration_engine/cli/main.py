@@ -26,6 +26,7 @@ from migration_engine import __version__
 from migration_engine.cli import (
     audit_cmd,
     backoffice,
+    batch_cmd,
     config_cmd,
     keys_cmd,
     lookup,
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dry-run", action="store_true", help="validate and show the plan; write nothing")
     imp.add_argument("--actor", default=None, help="who imports (default: the OS user)")
     imp.add_argument("--json", action="store_true")
+    batch_cmd.add_schedule_arguments(imp, clear=False)  # the batch's schedule, set right after the import
 
     run_cmd.add_parser(sub)
 
@@ -169,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.add_parser(sub)
     reconcile_cmd.add_parser(sub)
     config_cmd.add_parser(sub)
+    batch_cmd.add_parser(sub)  # batch schedule, batch show
 
     demo = sub.add_parser("demo", help="sandbox + SQLite + a mixed batch + the worker until idle + a summary")
     demo.add_argument("--parties", type=int, default=240)
@@ -233,6 +236,7 @@ def _cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
     from migration_engine.backoffice.importer import import_file
     from migration_engine.cli.import_progress import ImportProgress
 
+    schedule = batch_cmd.schedule_edit(args)  # bad schedule flags: exit 2 before the file is read
     try:
         # A bar on a terminal, log lines otherwise; a missing file is import_file's to report.
         shown = Path(args.file).is_file()
@@ -245,6 +249,7 @@ def _cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
                 dry_run=args.dry_run,
                 actor=_actor(args.actor),
                 progress=progress,
+                schedule=None if schedule.empty else schedule,
             )
     except ImportRejected as exc:
         if args.json:
@@ -264,6 +269,9 @@ def _cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
             f"{verb} {result['rows']} parties into batch {result['batch']}: "
             + ", ".join(f"{k} {v}" for k, v in result["by_direction"].items())
         )
+        if result.get("schedule") is not None:
+            would = "would be " if args.dry_run else ""
+            print(f"  schedule: {would}set (see `peppol-migrate batch show {result['batch']}`)")
     return 0
 
 
@@ -389,6 +397,7 @@ HANDLERS = {
     "report": backoffice.cmd_report,
     "plan": plan_cmd.run,
     "reconcile": reconcile_cmd.run,
+    "batch": batch_cmd.run,
     **{a: _cmd_action for a in ACTIONS},
 }
 

@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # imported where built: `status` needs the store alone, not h
     from migration_engine.engine.reconciler import Reconciler
     from migration_engine.engine.worker import Worker
     from migration_engine.keys import KeyVault
+    from migration_engine.limiter import SharedBudgets
+    from migration_engine.peppol.snapshots import NetworkLookups
     from migration_engine.profiles import ProfileCatalog
     from migration_engine.psb.client import PsbClient
     from migration_engine.store import Store
@@ -34,6 +36,8 @@ class Runtime:
     _psb: PsbClient | None = None
     _profiles: ProfileCatalog | None = None
     _vault: KeyVault | None = None
+    _budgets: SharedBudgets | None = None
+    _lookups: list[NetworkLookups] = field(default_factory=list)  # built here for a worker: closed here
 
     def __post_init__(self) -> None:
         # One clock for every worker: on PostgreSQL the system clock (not an injected one)
@@ -85,6 +89,27 @@ class Runtime:
         every party with a key into needs_attention."""
         return self.vault()
 
+    def budgets(self) -> SharedBudgets | None:
+        """The budgets every worker of the database shares (``[budgets]``, through the store:
+        store/budgets.py); None when all are 0. One per process, so its threads share each
+        budget's reserved block."""
+        b = self.settings.budgets
+        rates = {"psb": b.psb_per_s, "smp": b.smp_per_s, "dns": b.dns_per_s, "directory": b.directory_per_s}
+        if not any(rates.values()):
+            return None
+        if self._budgets is None:
+            from migration_engine.limiter import SharedBudgets
+
+            self._budgets = SharedBudgets(rates, clock=self.clock, reserve=self.store.reserve_budget)
+        return self._budgets
+
+    def network_lookups(self) -> NetworkLookups:
+        """SML, SMP and Directory lookups from the settings, within the shared budgets; the
+        caller closes them."""
+        from migration_engine.peppol.snapshots import NetworkLookups
+
+        return NetworkLookups.from_settings(self.settings, clock=self.clock, budgets=self.budgets())
+
     @property
     def psb(self) -> PsbClient:
         if self._psb is None:
@@ -111,6 +136,7 @@ class Runtime:
                 verify_tls=p.verify_tls,
                 clock=self.clock,
                 max_connections=max(16, self.settings.worker.concurrency * 2),
+                budget=budgets.limiter("psb") if (budgets := self.budgets()) is not None else None,
             )
         return self._psb
 
@@ -151,6 +177,13 @@ class Runtime:
         store.require_audit_key()  # every move appends audit events: refuse before the first claim
         if "reconciler" not in kwargs and self.settings.reconciler.interval_s > 0:
             kwargs["reconciler"] = self.reconciler()  # the worker closes it
+        if "snapshots" not in kwargs and self.budgets() is not None:
+            from migration_engine.engine.baseline import active as snapshots_active
+
+            if snapshots_active(self.settings):  # the worker's snapshots, within the shared budgets
+                lookups = self.network_lookups()
+                self._lookups.append(lookups)
+                kwargs["snapshots"] = lookups
         return Worker(
             store=store,
             psb=self.psb,
@@ -169,9 +202,7 @@ class Runtime:
 
         network = None
         if self.settings.verify.econnect_smp_host.strip():
-            from migration_engine.peppol.snapshots import NetworkLookups
-
-            network = NetworkLookups.from_settings(self.settings, clock=self.clock)
+            network = self.network_lookups()
         return Reconciler(
             store=self.checked_store(),
             psb=self.psb,
@@ -182,6 +213,8 @@ class Runtime:
         )
 
     def close(self) -> None:
+        for lookups in self._lookups:
+            lookups.close()
         if self._psb is not None:
             self._psb.close()
         if self._store is not None:

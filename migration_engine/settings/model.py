@@ -120,6 +120,16 @@ class LookupsSettings:
 
 
 @dataclass(frozen=True)
+class BudgetsSettings:
+    # Calls a second shared by every worker process of the database (0 = off), through it
+    # (store/budgets.py), on top of the per-process limits psb.max_rps and lookups.*_per_s.
+    psb_per_s: float = 0.0
+    smp_per_s: float = 0.0  # per SMP (by its base URL), like lookups.smp_per_s
+    dns_per_s: float = 0.0
+    directory_per_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class ParitySettings:
     # Receive parity (docs/peppol-network.md, "Receive parity"); needs verify.peppol_network.
     snapshot: str = "required"  # required | best_effort | off
@@ -137,6 +147,15 @@ class ReconcilerSettings:
 
 
 @dataclass(frozen=True)
+class PacingSettings:
+    # Batch schedules' gate (docs/operations.md, "Pacing"): windows and wave caps gate a migration's
+    # first mutating call; what follows a started takeover goes on outside windows unless held.
+    hold_followups: bool = False
+    recheck_s: float = 300.0  # a batch at its in-flight cap: its waiting migrations look again after this
+    refresh_s: float = 60.0  # how often a worker re-reads the batch schedules (engine clock)
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     psb: PsbSettings = field(default_factory=PsbSettings)
@@ -150,9 +169,11 @@ class Settings:
     verify: VerifySettings = field(default_factory=VerifySettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
     lookups: LookupsSettings = field(default_factory=LookupsSettings)
+    budgets: BudgetsSettings = field(default_factory=BudgetsSettings)
     parity: ParitySettings = field(default_factory=ParitySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
+    pacing: PacingSettings = field(default_factory=PacingSettings)
 
 
 SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(

@@ -15,13 +15,17 @@ audit_anchor.py  anchors: the chain heads at one moment, HMAC'd
 audit_export.py  the events with their party, direction and batch, for an auditor
 workers.py     worker processes' heartbeats and circuit breakers
 findings.py    the reconciler's findings: what it watches, found, recorded
+schedules.py   batch schedules: stored on the batch, audited on its open migrations
+pacing.py      a batch's starts per hour and day, in flight; taking a start slot; holding the rest
 jobs.py        periodic jobs' lease rows (one reconciler run at a time)
+budgets.py     the budgets per dependency every worker shares: a reservation of slots at a time
 versioning.py  Alembic upgrade and the schema version check
 """
 
 from __future__ import annotations
 
 from migration_engine.store.facade import Store
+from migration_engine.store.pacing import Buckets, StartCaps, StartCounts
 from migration_engine.store.records import (
     EVENT_KINDS,
     UNCHANGED,
@@ -37,6 +41,7 @@ from migration_engine.store.records import (
     WorkerStatus,
     WorkSummary,
 )
+from migration_engine.store.schedules import ScheduleChange, ScheduledBatch
 from migration_engine.store.stats import BatchInfo, OldestWaiting, StatusFigures
 
 __all__ = [
@@ -46,6 +51,7 @@ __all__ = [
     "AuditEvent",
     "BatchInfo",
     "BrokenLink",
+    "Buckets",
     "ChainHead",
     "Change",
     "EventIn",
@@ -53,6 +59,10 @@ __all__ = [
     "NewMigration",
     "OldestWaiting",
     "PendingRequest",
+    "ScheduleChange",
+    "ScheduledBatch",
+    "StartCaps",
+    "StartCounts",
     "StatusFigures",
     "Store",
     "WorkSummary",

@@ -8,32 +8,39 @@ The work is done by the modules named after the concept: ``claims``, ``moves``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from migration_engine.clock import Clock
 from migration_engine.keys import DEFAULT_SCRYPT, KEY_SETTING, KeyRecord, KeyVault, ScryptParams
 from migration_engine.machine import Direction, State
+from migration_engine.schedule import BatchSchedule
 from migration_engine.store import (
     audit,
     audit_anchor,
     audit_export,
     audit_verify,
+    budgets,
     claims,
     findings,
+    forecast_inputs,
     jobs,
     moves,
+    pacing,
     queries,
     requests,
+    schedules,
     stats,
     vault,
     versioning,
     workers,
 )
+from migration_engine.store.budgets import BudgetRow
 from migration_engine.store.database import Database
 from migration_engine.store.db_clock import server_time
 from migration_engine.store.findings import FindingsSummary, FindingState, FindingWrite
+from migration_engine.store.forecast_inputs import ForecastInputs
 from migration_engine.store.jobs import JobRun
 from migration_engine.store.records import (
     AuditAnchor,
@@ -47,6 +54,7 @@ from migration_engine.store.records import (
     WorkerStatus,
     WorkSummary,
 )
+from migration_engine.store.schedules import ScheduleChange, ScheduledBatch
 from migration_engine.store.stats import BatchInfo, StatusFigures
 
 
@@ -129,9 +137,47 @@ class Store:
 
     # ---- the worker's use cases ----------------------------------------------------------
 
-    def claim_due(self, *, worker_id: str, limit: int, lease_s: float) -> list[MigrationRecord]:
-        """Lease up to ``limit`` due migrations; each comes back with its bumped version."""
-        return claims.claim_due(self._db, worker_id=worker_id, limit=limit, lease_s=lease_s)
+    def claim_due(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease_s: float,
+        first: Sequence[Sequence[int]] = (),
+        last: Sequence[Sequence[int]] = (),
+    ) -> list[MigrationRecord]:
+        """Lease up to ``limit`` due migrations; each comes back with its bumped version. The
+        batches of ``first`` (groups, highest priority first) go before the rest, ``last`` after."""
+        return claims.claim_due(
+            self._db, worker_id=worker_id, limit=limit, lease_s=lease_s, first=first, last=last
+        )
+
+    # ---- pacing (pacing.py) ------------------------------------------------------------------
+
+    def start_counts(
+        self, buckets: Mapping[int, pacing.Buckets], in_flight_of: Collection[int] = ()
+    ) -> dict[int, pacing.StartCounts]:
+        """Batch id -> its starts this hour and day, and (for ``in_flight_of``) in flight: one read."""
+        return pacing.start_counts(self._db, buckets, in_flight_of)
+
+    def take_start(
+        self, *, migration_id: int, batch_id: int, version: int, worker_id: str, caps: pacing.StartCaps, now: datetime
+    ) -> tuple[bool, pacing.StartCounts]:
+        """Count the batch's starts under its lock and, with room under every cap, mark the claimed
+        migration started (``started_at = now``); (taken, the counts before)."""
+        return pacing.take_start(
+            self._db,
+            migration_id=migration_id,
+            batch_id=batch_id,
+            version=version,
+            worker_id=worker_id,
+            caps=caps,
+            now=now,
+        )
+
+    def hold_waiting(self, *, batch_id: int, until: datetime, starting: pacing.StartingStates) -> int:
+        """Postpone the batch's due, unstarted, unleased migrations in a starting state to ``until``."""
+        return pacing.hold_waiting(self._db, batch_id=batch_id, until=until, starting=starting)
 
     def renew_lease(self, *, migration_id: int, worker_id: str, version: int, lease_s: float) -> bool:
         """Extend a held lease; False when the worker no longer holds the row."""
@@ -236,6 +282,13 @@ class Store:
         """Paused, completed since ``since``, errors by code, the oldest waiting: aggregates only."""
         return stats.status_figures(self._db, batch_name=batch_name, since=since)
 
+    def forecast_inputs(
+        self, batch_name: str, *, now: datetime, hour_start: datetime, day_start: datetime
+    ) -> ForecastInputs | None:
+        """What batch ``batch_name``'s forecast is computed from (forecast_inputs.py); None: no
+        such batch. The current wave buckets begin at ``hour_start`` and ``day_start``."""
+        return forecast_inputs.read(self._db, batch_name, now=now, hour_start=hour_start, day_start=day_start)
+
     def error_event_counts(self, migration_ids: list[int]) -> dict[int, int]:
         """Failed tries (``error`` audit events) per migration; migrations without any left out."""
         return stats.error_event_counts(self._db, migration_ids)
@@ -243,6 +296,43 @@ class Store:
     def parity_details(self, migration_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
         """Receive parity per migration: trigger -> the ``parity`` detail of its latest move."""
         return stats.parity_details(self._db, migration_ids)
+
+    # ---- batch schedules (schedules.py) ----------------------------------------------------
+
+    def set_batch_schedule(self, batch_name: str, schedule: BatchSchedule | None, actor: str) -> ScheduleChange:
+        """Store (None: clear) batch ``batch_name``'s schedule, recorded as an ``operator`` event on
+        each of its open migrations' audit chains in the same transaction; ``InputError`` for an
+        unknown batch. The schedule it already has writes nothing."""
+        return schedules.set_schedule(self._db, batch_name, schedule, actor=actor)
+
+    def batch_schedule(self, batch_name: str) -> BatchSchedule | None:
+        """Batch ``batch_name``'s schedule; None when it has none (or there is no such batch)."""
+        found = schedules.read(self._db, batch_name)
+        return None if found is None else found.schedule
+
+    def scheduled_batch(self, batch_name: str) -> ScheduledBatch | None:
+        """The batch with its schedule and who set it when; None when there is no such batch."""
+        return schedules.read(self._db, batch_name)
+
+    def scheduled_batches(self) -> list[ScheduledBatch]:
+        """Every batch that has a schedule, by name."""
+        return schedules.scheduled(self._db)
+
+    def batch_schedules(self) -> dict[int, BatchSchedule]:
+        """Batch id -> schedule of every scheduled batch, in one query (the engine's gate)."""
+        return schedules.by_batch_id(self._db)
+
+    # ---- budgets per dependency (budgets.py) ------------------------------------------------
+
+    def reserve_budget(self, name: str, count: int, rate: float) -> float:
+        """Reserve ``count`` slots of the shared budget ``name`` at ``rate`` a second; where the
+        block starts (epoch seconds on the store's clock). ``BudgetUnavailable`` when the
+        database cannot be used (``limiter.SharedLimiter`` calls this)."""
+        return budgets.reserve(self._db, name, count, rate)
+
+    def budget_rows(self) -> list[BudgetRow]:
+        """Every shared budget's row, by name."""
+        return budgets.read_all(self._db)
 
     # ---- the reconciler (findings.py, jobs.py) -------------------------------------------
 

@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     Dialect,
+    Double,
     Float,
     ForeignKey,
     Index,
@@ -110,6 +112,12 @@ batches = Table(
     Column("name", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("source", Text, nullable=True),
+    # The batch's schedule (store/schedules.py): canonical JSON of schedule.BatchSchedule, NULL
+    # when unscheduled; its priority also as a column, for claiming to order by in SQL.
+    Column("schedule", Text, nullable=True),
+    Column("priority", Integer, nullable=False, server_default=text("0")),
+    Column("schedule_set_at", UtcDateTime, nullable=True),
+    Column("schedule_set_by", Text, nullable=True),
     UniqueConstraint("name"),
 )
 
@@ -149,6 +157,10 @@ migrations = Table(
     Column("pending_actor", Text, nullable=True),
     Column("pending_at", UtcDateTime, nullable=True),
     Column("pending_detail", Text, nullable=True),  # JSON; a key set's key as ciphertext only
+    # When the migration took its start slot, right before its first mutating call (the inbound
+    # migration PUT, the outbound prepareToMigrate): the batch's wave caps and in-flight cap
+    # count these (store/pacing.py), and the forecast measures the pace with them.
+    Column("started_at", UtcDateTime, nullable=True),
 )
 
 Index(
@@ -169,6 +181,25 @@ Index(
     sqlite_where=text(DUE_INDEX_PREDICATE["sqlite"]),
 )
 Index("ix_migrations_party_id", migrations.c.party_id)
+# Pacing (store/pacing.py): the starts of a batch in the current hour and day are a range of
+# this index; the claim's priority passes scan one batch's due rows in order with the second;
+# a batch's migrations in flight (started, not finished) are the third, partial one.
+Index("ix_migrations_batch_id_started_at", migrations.c.batch_id, migrations.c.started_at)
+Index(
+    "ix_migrations_batch_due",
+    migrations.c.batch_id,
+    migrations.c.next_run_at,
+    migrations.c.id,
+    postgresql_where=text(DUE_INDEX_PREDICATE["postgresql"]),
+    sqlite_where=text(DUE_INDEX_PREDICATE["sqlite"]),
+)
+IN_FLIGHT_PREDICATE = f"started_at IS NOT NULL AND {OPEN_STATE_PREDICATE}"
+Index(
+    "ix_migrations_in_flight",
+    migrations.c.batch_id,
+    postgresql_where=text(IN_FLIGHT_PREDICATE),
+    sqlite_where=text(IN_FLIGHT_PREDICATE),
+)
 Index("ix_migrations_batch_id_state", migrations.c.batch_id, migrations.c.state)
 Index("ix_migrations_state", migrations.c.state)
 
@@ -267,4 +298,18 @@ job_runs = Table(
     Column("lease_until", UtcDateTime, nullable=True),
     Column("started_at", UtcDateTime, nullable=True),
     Column("finished_at", UtcDateTime, nullable=True),
+)
+
+# The budgets per dependency that every worker of the database shares (store/budgets.py): a
+# virtual schedule per budget, ``next_free_s`` the time its next free slot starts (seconds since
+# the epoch, on the database's clock). A worker reserves a block of slots with one atomic
+# upsert; ``rate_per_s`` is the rate of the last reservation, ``reserved`` the slots ever taken.
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("next_free_s", Double, nullable=False),
+    Column("rate_per_s", Double, nullable=False),
+    Column("reserved", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )

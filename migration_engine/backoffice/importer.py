@@ -20,7 +20,7 @@ from migration_engine.machine import State
 from migration_engine.profiles import ProfileCatalog
 from migration_engine.schedule import ScheduleEdit
 from migration_engine.settings import Settings
-from migration_engine.store import NewMigration, Store
+from migration_engine.store import NewMigration, ScheduleToSet, Store
 
 
 class ImportContext(Protocol):
@@ -62,8 +62,8 @@ def import_file(
     """Validate ``path`` and, unless ``dry_run``, import it as batch ``batch_name``.
 
     ``schedule`` (optional) edits the batch's schedule (the existing batch's, or none): checked
-    before anything is written, set right after the import (``Store.set_batch_schedule``,
-    audited on the batch's open migrations, the new ones included).
+    before anything is written, set in the import's own transaction (audited on the batch's
+    open migrations, the new ones included), so no migration of the batch starts unpaced.
 
     ``progress`` (optional) is told the rows checked (as their ids are looked up in the
     store, a thousand at a time) and the rows written.
@@ -149,14 +149,14 @@ def import_file(
     if progress is not None:
         progress.phase("writing")
     # The batch row is created inside the import's one transaction, so an import that is
-    # refused midway (an open migration found, a database error) leaves no empty batch behind.
+    # refused midway (an open migration found, a database error) leaves no empty batch behind;
+    # its schedule is set in that transaction too, so no migration of it starts unpaced.
+    to_set = ScheduleToSet(new_schedule, actor) if schedule is not None else None
     plan["imported"] = store.add_migrations(
-        batch_name=name, items=items(), actor=actor, batch_source=str(file), seal=seal
+        batch_name=name, items=items(), actor=actor, batch_source=str(file), seal=seal, schedule=to_set
     )
     if progress is not None:
         progress.advance(plan["imported"] - progress.done)
-    if schedule is not None:
-        # Its own transaction, right after the import's (which creates the batch): a worker
-        # running meanwhile may start the batch's first few unpaced (docs/operations.md).
-        plan["schedule_audited"] = store.set_batch_schedule(name, new_schedule, actor).audited
+    if to_set is not None and to_set.change is not None:
+        plan["schedule_audited"] = to_set.change.audited
     return plan

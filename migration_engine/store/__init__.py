@@ -41,7 +41,7 @@ from migration_engine.store.records import (
     WorkerStatus,
     WorkSummary,
 )
-from migration_engine.store.schedules import ScheduleChange, ScheduledBatch
+from migration_engine.store.schedules import ScheduleChange, ScheduledBatch, ScheduleToSet
 from migration_engine.store.stats import BatchInfo, OldestWaiting, StatusFigures
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "OldestWaiting",
     "PendingRequest",
     "ScheduleChange",
+    "ScheduleToSet",
     "ScheduledBatch",
     "StartCaps",
     "StartCounts",

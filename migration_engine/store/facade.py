@@ -114,13 +114,27 @@ class Store:
         chunk_size: int = 1000,
         batch_source: str | None = None,
         seal: Callable[[int, str], str | None] | None = None,
+        schedule: schedules.ScheduleToSet | None = None,
     ) -> int:
         """Import all items or none (``ActiveMigrationExists`` names the parties); how many.
 
         The batch is created in the same transaction when new (``batch_source`` noted on it).
         ``seal(migration_id, party_id)``, when given, is each row's key ciphertext, made once
-        the row's id is allocated (a key is bound to its migration id).
+        the row's id is allocated (a key is bound to its migration id). ``schedule``, when
+        given, is set on the batch in the same transaction (``schedule.change`` says what it did),
+        so no migration of the batch can start before its schedule holds.
         """
+        then = None
+        if schedule is not None:
+            if batch_name is None:
+                raise ValueError("a schedule needs a batch")
+            to_set, name = schedule, batch_name
+
+            def then(conn: Any, now: datetime) -> None:
+                to_set.change = schedules.set_schedule_in(
+                    self._db, conn, name, to_set.schedule, actor=to_set.actor, now=now
+                )
+
         return moves.add_migrations(
             self._db,
             batch_name=batch_name,
@@ -129,6 +143,7 @@ class Store:
             chunk_size=chunk_size,
             batch_source=batch_source,
             seal=seal,
+            then=then,
         )
 
     def active_party_ids(self, party_ids: Iterable[str]) -> set[str]:

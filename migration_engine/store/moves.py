@@ -179,6 +179,7 @@ def add_migrations(
     chunk_size: int = 1000,
     batch_source: str | None = None,
     seal: Callable[[int, str], str | None] | None = None,
+    then: Callable[[Connection, datetime], object] | None = None,
 ) -> int:
     """Insert every item, each with its ``created`` event, in ONE transaction; return how many.
 
@@ -187,7 +188,9 @@ def add_migrations(
     the store, or a party twice in ``items``, rolls back everything, the new batch included
     (``batch_source``, e.g. the file name, is recorded when the batch is new).
     ``seal(migration_id, party_id)``, when given, is each row's key ciphertext (or None),
-    called once the row's id is allocated, before the row is written.
+    called once the row's id is allocated, before the row is written. ``then(conn, now)``,
+    when given, runs last in the same transaction (the import's batch schedule: no migration of
+    the batch is claimable before its schedule holds).
     """
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
@@ -222,6 +225,8 @@ def add_migrations(
             ]
             conn.execute(insert(audit_events), events)
             total += len(chunk)
+        if then is not None:
+            then(conn, now)
     if batch_id is not None and batch_name is not None:
         db.remember_batch(batch_id, batch_name)  # only once committed: SQLite may reuse a rolled-back id
     return total

@@ -160,41 +160,65 @@ def _audit(db: Database, conn: Connection, batch_id: int, event: EventIn, now: d
     return n
 
 
+@dataclass
+class ScheduleToSet:
+    """A schedule to set in an import's transaction (``Store.add_migrations(schedule=...)``);
+    ``change`` says what it did once the import ran."""
+
+    schedule: BatchSchedule | None
+    actor: str
+    change: ScheduleChange | None = None
+
+
 def set_schedule(db: Database, batch_name: str, schedule: BatchSchedule | None, *, actor: str) -> ScheduleChange:
     """Store ``schedule`` (None: clear it) on batch ``batch_name`` and record the change on its
     open migrations' audit chains, all in one transaction; ``InputError`` for an unknown batch.
     Setting the schedule a batch already has writes nothing."""
     require_key(db)  # refused before anything is written
     with db.write("set a batch's schedule") as conn:
-        row = conn.execute(select(*_COLUMNS).where(b.name == batch_name)).one_or_none()
-        if row is None:
-            raise InputError(f"there is no batch named {batch_name!r}")
-        before = _scheduled(row)
-        if before.schedule == schedule:
-            return ScheduleChange(batch=before, previous=before.schedule, audited=0)
-        now = db.clock.now()
-        conn.execute(
-            update(batches)
-            .where(b.id == before.batch_id)
-            .values(
-                schedule=None if schedule is None else schedule.to_json(),
-                priority=0 if schedule is None else schedule.priority,
-                schedule_set_at=now,
-                schedule_set_by=actor,
-            )
+        return set_schedule_in(db, conn, batch_name, schedule, actor=actor, now=db.clock.now())
+
+
+def set_schedule_in(
+    db: Database, conn: Connection, batch_name: str, schedule: BatchSchedule | None, *, actor: str, now: datetime
+) -> ScheduleChange:
+    """``set_schedule`` inside a transaction the caller holds (the import's, so a new batch's
+    migrations are never claimable unpaced). Migrations of the batch that have not started and
+    wait for a later time (held by the old schedule) become due now, so the gate decides anew
+    under the new one: a schedule that opens earlier takes effect at once."""
+    row = conn.execute(select(*_COLUMNS).where(b.name == batch_name)).one_or_none()
+    if row is None:
+        raise InputError(f"there is no batch named {batch_name!r}")
+    before = _scheduled(row)
+    if before.schedule == schedule:
+        return ScheduleChange(batch=before, previous=before.schedule, audited=0)
+    conn.execute(
+        update(batches)
+        .where(b.id == before.batch_id)
+        .values(
+            schedule=None if schedule is None else schedule.to_json(),
+            priority=0 if schedule is None else schedule.priority,
+            schedule_set_at=now,
+            schedule_set_by=actor,
         )
-        event = EventIn(
-            kind="operator",
-            actor=actor,
-            detail={
-                "action": SCHEDULE_ACTION,
-                "batch": batch_name,
-                "batch_id": before.batch_id,
-                "schedule": None if schedule is None else schedule.as_dict(),
-                "previous": None if before.schedule is None else before.schedule.as_dict(),
-            },
-        )
-        audited = _audit(db, conn, before.batch_id, event, now)
+    )
+    conn.execute(
+        update(migrations)
+        .where(m.batch_id == before.batch_id, m.started_at.is_(None), open_state(), m.next_run_at > now)
+        .values(next_run_at=now)
+    )
+    event = EventIn(
+        kind="operator",
+        actor=actor,
+        detail={
+            "action": SCHEDULE_ACTION,
+            "batch": batch_name,
+            "batch_id": before.batch_id,
+            "schedule": None if schedule is None else schedule.as_dict(),
+            "previous": None if before.schedule is None else before.schedule.as_dict(),
+        },
+    )
+    audited = _audit(db, conn, before.batch_id, event, now)
     after = ScheduledBatch(
         batch_id=before.batch_id, batch_name=batch_name, schedule=schedule, set_at=now, set_by=actor
     )

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from migration_engine.clock import ManualClock
-from migration_engine.errors import InputError, StoreError
+from migration_engine.errors import ActiveMigrationExists, InputError, StoreError
 from migration_engine.machine import Direction, State, Trigger
 from migration_engine.schedule import BatchSchedule, parse_window
-from migration_engine.store import Change, EventIn, NewMigration, Store
+from migration_engine.store import Change, EventIn, NewMigration, ScheduleToSet, Store
 
 OUT = Direction.FROM_ECONNECT
 
@@ -150,3 +150,39 @@ def test_a_large_batch_is_audited_in_pages(store: Store) -> None:
     for record in (records[0], records[999], records[1000], records[-1]):
         assert len(schedule_events(store, record.id)) == 1
     assert store.verify_audit() == []
+
+
+def test_an_import_sets_its_schedule_in_its_own_transaction(store: Store, clock: ManualClock) -> None:
+    """The batch, its migrations and its schedule are committed together: a worker never sees the
+    batch's migrations unpaced; an import that is refused leaves neither batch nor schedule."""
+    items = [
+        NewMigration(party_id=f"0106:{20000100 + i}", direction=OUT, state=State.REQUESTED, next_run_at=clock.now())
+        for i in range(3)
+    ]
+    to_set = ScheduleToSet(EVENINGS, "alice")
+    assert store.add_migrations(batch_name="night", items=items, actor="alice", schedule=to_set) == 3
+    assert to_set.change is not None and to_set.change.audited == 3
+    assert store.batch_schedule("night") == EVENINGS
+    [first, *_] = store.list_migrations()
+    assert [e["schedule"] for e in schedule_events(store, first.id)] == [EVENINGS.as_dict()]
+    assert store.verify_audit() == []
+
+    twice = [*items[:1], *items[:1]]  # a party twice: the whole import is refused
+    refused = ScheduleToSet(EVENINGS, "alice")
+    with pytest.raises(ActiveMigrationExists, match="0106:20000100"):
+        store.add_migrations(batch_name="refused", items=twice, actor="alice", schedule=refused)
+    assert refused.change is None and store.scheduled_batch("refused") is None
+
+
+def test_a_schedule_change_makes_waiting_migrations_that_have_not_started_due_now(
+    store: Store, clock: ManualClock
+) -> None:
+    """Rows held by the old schedule until its next opening are decided anew under the new one."""
+    later = clock.now().replace(year=clock.now().year + 1)
+    items = [
+        NewMigration(party_id=f"0106:{20000200 + i}", direction=OUT, state=State.REQUESTED, next_run_at=later)
+        for i in range(2)
+    ]
+    store.add_migrations(batch_name="held", items=items, actor="alice")
+    store.set_batch_schedule("held", EVENINGS, "alice")
+    assert {r.next_run_at for r in store.list_migrations()} == {clock.now()}

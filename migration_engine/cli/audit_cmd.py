@@ -110,6 +110,14 @@ def verify(rt: Runtime, args: argparse.Namespace) -> int:
             when = anchor.written_at.isoformat(timespec="seconds")
             also = f"; none of the {len(anchor.heads)} migrations of the anchor of {when} is missing or rewritten"
         print(f"audit trail intact: every hash chain verifies and every row matches its chain{also}")
+    if broken:  # an alert (engine/alerts.py): the worker's next alerts run sends it
+        from migration_engine.engine.alerts import audit_verify_failed
+
+        first = broken[0]
+        audit_verify_failed(
+            store, broken=len({b.migration_id for b in broken}), at=rt.clock.now(), by="peppol-migrate audit verify",
+            first=f"migration {first.migration_id} ({first.party_id}) at event {first.seq}",
+        )
     return 1 if broken else 0
 
 

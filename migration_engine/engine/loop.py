@@ -22,6 +22,8 @@
       │             round, so a changed schedule re-plans them: the worker looks at the schedules
       │             afresh (and logs "window opened for batch X"), then the claim job is woken
       │
+      ├─ alerts job (a service run only, alerts.interval_s > 0): produce, digest and send the
+      │             alerts (engine/alerts.py), on the worker that holds the ``alerts`` job's lease
       └─ reconcile job (a service run only: not with until_idle or until_settled, and only when
                     the worker has a reconciler, reconciler.interval_s > 0): at start, then
                     woken by the claim job when the engine's clock says a run is due; the
@@ -61,7 +63,7 @@ from migration_engine.store import WorkSummary
 
 log = logging.getLogger("migration_engine.engine.loop")
 
-_CLAIM, _RENEW, _RECONCILE = "claim", "renew", "reconcile"
+_CLAIM, _RENEW, _RECONCILE, _ALERTS = "claim", "renew", "reconcile", "alerts"
 _CALENDAR = "calendar:"  # + batch name: a batch's next window or wave moment
 # The reconcile job also runs on its own this often (wall clock), should no claim round wake it.
 _RECONCILE_CHECK_S = 60.0
@@ -106,6 +108,13 @@ class Driven(Protocol):
     def reconcile_due(self) -> bool: ...
 
     def reconcile(self) -> None: ...
+
+    @property
+    def alerts_every_s(self) -> float: ...  # 0: no alerts
+
+    def alerts_due(self) -> bool: ...
+
+    def run_alerts(self) -> None: ...
 
     def calendar(self) -> Mapping[str, datetime]: ...  # key -> the next moment (engine clock)
 
@@ -162,6 +171,17 @@ class Loop:
                 id=_RECONCILE,
                 next_run_time=_scheduler_now(),
             )
+        # Alerts (engine/alerts.py): like the reconciler, a service run only; the job's lease decides
+        # which worker produces and sends them.
+        self._alerts = worker.alerts_every_s > 0 and not (until_idle or until_settled)
+        if self._alerts:
+            self._scheduler.add_job(
+                self._alerts_job,
+                "interval",
+                seconds=min(worker.alerts_every_s, _RECONCILE_CHECK_S),
+                id=_ALERTS,
+                next_run_time=_scheduler_now(),
+            )
         self._calendar: dict[str, datetime] = {}  # the planned calendar jobs (engine clock)
         self._running = False
 
@@ -210,6 +230,8 @@ class Loop:
                 self._wake_renew()  # the engine's clock has moved on (a ManualClock may jump)
             if self._reconciles and worker.reconcile_due():
                 self._modify(_RECONCILE)
+            if self._alerts and worker.alerts_due():
+                self._modify(_ALERTS)
             if started or worker.in_flight():
                 return False
             if self._until_settled and worker.settled():
@@ -293,6 +315,15 @@ class Loop:
                 self._worker.reconcile()
         except Exception:  # a database or network hiccup: the next due run tries again
             log.exception("the reconciler failed", extra={"action": "reconcile_failed"})
+
+    # ---- alerts -------------------------------------------------------------------------
+
+    def _alerts_job(self) -> None:
+        try:
+            if self._worker.alerts_due():
+                self._worker.run_alerts()
+        except Exception:  # a database hiccup or a receiver down: the next due run tries again
+            log.exception("the alerts run failed", extra={"action": "alerts_failed"})
 
     # ---- the calendar -------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 
 from migration_engine.clock import Clock
 from migration_engine.engine import settlement
+from migration_engine.engine.alerts import Alerts, circuit_opened
 from migration_engine.engine.baseline import Baselines, SnapshotSource
 from migration_engine.engine.baseline import active as snapshots_active
 from migration_engine.engine.breaker import CircuitBreaker
@@ -129,6 +130,7 @@ class Worker:
         network: NetworkVerifier | None = None,
         snapshots: SnapshotSource | None = None,
         reconciler: Reconciler | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self.store = store
         self.psb = psb
@@ -146,7 +148,7 @@ class Worker:
         self.changes = ChangeBuilder(worker_id=self.worker_id, settings=settings, retry=self.retry)
         # Batch schedules: their windows and caps gate each migration's first mutating call (pacing.py).
         self.pacing = Pacer(store=store, settings=settings, worker_id=self.worker_id)
-        self.breaker = CircuitBreaker(clock=clock, on_change=lambda *_: self.heartbeat())
+        self.breaker = CircuitBreaker(clock=clock, on_change=self._circuit_changed)
         self._started_at = clock.now()
         self.on_applied = on_applied
         # verify.peppol_network: the SML/SMP verifier, built from the settings unless given.
@@ -167,6 +169,12 @@ class Worker:
             reconciler.owner = self.worker_id
         self._reconcile_lock = threading.Lock()
         self._next_reconcile_at: datetime | None = None  # None: ask at once
+        # The alerts the loop produces and sends while the worker runs as a service (engine/alerts.py).
+        self.alerts = alerts
+        if alerts is not None:
+            alerts.owner = self.worker_id
+        self._alerts_lock = threading.Lock()
+        self._next_alerts_at: datetime | None = None
         self.concurrency = settings.worker.concurrency
         self.poll_interval_s = settings.worker.poll_interval_s
         # Claimed rows beyond the running ones wait in the pool's queue, so a finished step
@@ -497,6 +505,37 @@ class Worker:
             self._next_reconcile_at = self.reconciler.next_due()
         finally:
             self._reconcile_lock.release()
+
+    # ---- alerts (run by the loop's alerts job) -----------------------------------------------
+
+    @property
+    def alerts_every_s(self) -> float:
+        return self.alerts.interval_s if self.alerts is not None else 0.0
+
+    def alerts_due(self) -> bool:
+        if self.alerts is None or self._closing or self._alerts_lock.locked():
+            return False
+        return self._next_alerts_at is None or self.clock.now() >= self._next_alerts_at
+
+    def run_alerts(self) -> None:
+        """Produce, digest and send alerts if no worker did within the interval and none does now."""
+        if self.alerts is None or not self._alerts_lock.acquire(blocking=False):
+            return
+        try:
+            self._next_alerts_at = self.clock.now() + timedelta(seconds=min(self.alerts_every_s, 60.0))
+            self.alerts.run_if_due()
+            self._next_alerts_at = self.alerts.next_due()
+        finally:
+            self._alerts_lock.release()
+
+    def _circuit_changed(self, state: str, reason: str) -> None:
+        """The breaker changed: say so in `status`; an opening is an alert."""
+        self.heartbeat()
+        if state == "open":
+            try:
+                circuit_opened(self.store, worker_id=self.worker_id, reason=reason, at=self.clock.now())
+            except StoreError as exc:
+                log.warning(f"circuit alert not recorded: {exc}", extra={"action": "alert_failed"})
 
     @property
     def closing(self) -> bool:

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import cases, preflight, report
+from bench import cases, console, preflight, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,11 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.only:  # the preflight runs once, after the cases (alone: python -m bench.preflight)
         print("bench: preflight, once…", file=sys.stderr, flush=True)
         results["preflight"] = preflight.run(200 if args.quick else preflight.DEFAULT_PARTIES)
+        print("bench: the console, once…", file=sys.stderr, flush=True)  # alone: python -m bench.console
+        results["console"] = console.run(parties=2_000 if args.quick else console.DEFAULT_PARTIES)
     if args.quick:
         print("quick run: tiny sizes, so the figures say nothing about performance")
     print(report.table(results))
     if "preflight" in results:
         print("\n" + "\n".join(preflight.lines(results["preflight"])))
+    if "console" in results:
+        print("\n" + console.table(results["console"]))
     print(
         f"\n{results['cores']} cores; load average after the run {results['load_average_after']}; "
         f"took {results['raw']['total_s']} s; written to {out}"

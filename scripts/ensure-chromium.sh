@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure headless Chromium is on PATH (Debian's at /usr/bin/chromium) for the HTML report test.
+# Make sure headless Chromium is on PATH (Debian's at /usr/bin/chromium) for the HTML report and console browser tests.
 # If it is missing, install Debian's `chromium` package (as root, quietly). When that is not
 # possible, say so: locally exit 0 and the test skips; under CI=true exit 1, so a CI run
 # never passes with the test skipped.

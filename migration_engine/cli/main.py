@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from migration_engine import __version__
 from migration_engine.cli import (
+    alerts_cmd,
     audit_cmd,
     backoffice,
     batch_cmd,
@@ -33,6 +34,7 @@ from migration_engine.cli import (
     plan_cmd,
     reconcile_cmd,
     run_cmd,
+    serve_cmd,
 )
 from migration_engine.cli import sandbox as sandbox_command
 from migration_engine.cli.logs import FORMATS as LOG_FORMATS
@@ -170,8 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     lookup.add_parser(sub)
     plan_cmd.add_parser(sub)
     reconcile_cmd.add_parser(sub)
+    alerts_cmd.add_parser(sub)  # alerts send, alerts list
     config_cmd.add_parser(sub)
     batch_cmd.add_parser(sub)  # batch schedule, batch show
+    serve_cmd.add_parser(sub)  # the operations console
 
     demo = sub.add_parser("demo", help="sandbox + SQLite + a mixed batch + the worker until idle + a summary")
     demo.add_argument("--parties", type=int, default=240)
@@ -397,13 +401,16 @@ HANDLERS = {
     "report": backoffice.cmd_report,
     "plan": plan_cmd.run,
     "reconcile": reconcile_cmd.run,
+    "alerts": alerts_cmd.run,
     "batch": batch_cmd.run,
+    "serve": serve_cmd.run,
     **{a: _cmd_action for a in ACTIONS},
 }
 
 
-# The sandbox's server, outside a production install (the optional extra "sandbox").
-SANDBOX_PACKAGES = frozenset({"uvicorn", "starlette", "dnslib"})
+# The sandbox's DNS server, outside a production install (the optional extra "sandbox"); its
+# HTTP server (starlette, uvicorn) comes with the package, for the console.
+SANDBOX_PACKAGES = frozenset({"dnslib"})
 
 
 def _run_sandbox_command(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from migration_engine.settings import Settings
 log = logging.getLogger("migration_engine.engine.runtime")
 
 if TYPE_CHECKING:  # imported where built: `status` needs the store alone, not httpx or the steps
+    from migration_engine.engine.alerts import Alerts
     from migration_engine.engine.reconciler import Reconciler
     from migration_engine.engine.worker import Worker
     from migration_engine.keys import KeyVault
@@ -177,6 +178,8 @@ class Runtime:
         store.require_audit_key()  # every move appends audit events: refuse before the first claim
         if "reconciler" not in kwargs and self.settings.reconciler.interval_s > 0:
             kwargs["reconciler"] = self.reconciler()  # the worker closes it
+        if "alerts" not in kwargs and self.settings.alerts.interval_s > 0:
+            kwargs["alerts"] = self.alerts()
         if "snapshots" not in kwargs and self.budgets() is not None:
             from migration_engine.engine.baseline import active as snapshots_active
 
@@ -211,6 +214,12 @@ class Runtime:
             clock=self.clock,
             **kwargs,  # type: ignore[arg-type]
         )
+
+    def alerts(self, **kwargs: object) -> Alerts:
+        """The alert pipeline (engine/alerts.py) on this runtime's store and clock."""
+        from migration_engine.engine.alerts import Alerts
+
+        return Alerts(store=self.checked_store(), settings=self.settings, clock=self.clock, **kwargs)  # type: ignore[arg-type]
 
     def close(self) -> None:
         for lookups in self._lookups:

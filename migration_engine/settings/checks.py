@@ -136,6 +136,27 @@ _RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("pacing", "refresh_s"): (lambda v: v > 0, _POSITIVE),
     ("reconciler", "realert_h"): (lambda v: v >= 0, "must be 0 (never again) or a positive number of hours"),
     ("audit", "key"): (lambda v: not v or len(v) >= 16, "must be at least 16 characters (or unset)"),
+    ("alerts", "interval_s"): (lambda v: v >= 0, "must be 0 (off) or a positive number of seconds"),
+    ("alerts", "digest_s"): (lambda v: v >= 0, "must be 0 (no digests) or a positive number of seconds"),
+    ("alerts", "digest_items"): (lambda v: v >= 1, _AT_LEAST_ONE),
+    ("alerts", "console_url"): (lambda v: not v or _is_http_url(v), _HTTP_URL + " (or empty)"),
+    ("alerts", "webhooks"): (
+        lambda v: all(_is_http_url(u) and not _clear_text_to_elsewhere(u) for u in v),
+        "must be https:// URLs with a host (http:// only to a loopback host: localhost, 127.0.0.0/8, ::1)",
+    ),
+    ("alerts", "webhook_secret"): (lambda v: not v or len(v) >= 16, "must be at least 16 characters (or unset)"),
+    ("alerts", "timeout_s"): (lambda v: v > 0, _POSITIVE),
+    ("alerts", "retry_base_s"): (lambda v: v > 0, _POSITIVE),
+    ("alerts", "retry_max_s"): (lambda v: v > 0, _POSITIVE),
+    ("alerts", "smtp_port"): (lambda v: 1 <= v <= 65535, "must be a port number from 1 to 65535"),
+    ("console", "host"): (
+        lambda v: bool(v.strip()) and not any(c.isspace() for c in v),
+        "must be a host name or address",
+    ),
+    ("console", "port"): (lambda v: 1 <= v <= 65535, "must be a port number from 1 to 65535"),
+    ("console", "session_minutes"): (lambda v: v > 0, _POSITIVE),
+    ("console", "refresh_s"): (lambda v: v > 0, _POSITIVE),
+    ("console", "session_key"): (lambda v: not v or len(v) >= 32, "must be at least 32 characters (or unset)"),
 }
 
 
@@ -181,6 +202,13 @@ def check(settings: Settings, sources: Mapping[str, Source] | None = None) -> No
             "audit.key is the same secret as keys.encryption_key: give the audit trail a key of its own "
             "(PEPPOL_MIGRATE_AUDIT__KEY), so that neither key gives away the other's use"
         )
+    if settings.alerts.webhooks and not settings.alerts.webhook_secret:
+        raise ConfigError(
+            "alerts.webhooks is set but alerts.webhook_secret is not: set PEPPOL_MIGRATE_ALERTS__WEBHOOK_SECRET "
+            "(at least 16 characters), the key every webhook POST is signed with"
+        )
+    if settings.alerts.smtp_host and not (settings.alerts.smtp_from and settings.alerts.smtp_to):
+        raise ConfigError("alerts.smtp_host is set: set alerts.smtp_from and alerts.smtp_to as well")
     if settings.verify.peppol_network and not settings.verify.econnect_smp_host.strip():
         raise ConfigError(
             "verify.peppol_network is on (from "

@@ -156,6 +156,40 @@ class PacingSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    # The operations console (`peppol-migrate serve`, docs/console.md).
+    host: str = "127.0.0.1"  # loopback: put a TLS reverse proxy in front to reach it from elsewhere
+    port: int = 8080
+    users_file: str = ""  # a TOML file of users and API tokens with hashed secrets
+    users: tuple[str, ...] = ()  # "name:role:scrypt$..." entries, on top of the file's
+    tokens: tuple[str, ...] = ()  # API tokens, "name:role:scrypt$..." entries
+    session_minutes: float = 60.0
+    refresh_s: float = 10.0
+    session_key: str = field(default="", repr=False)  # signs the session cookies; a secret
+
+
+@dataclass(frozen=True)
+class AlertsSettings:
+    # Alerts (docs/operations.md, "Alerts"): webhooks signed with HMAC-SHA256, optional e-mail.
+    interval_s: float = 30.0  # how often a worker service produces, digests and sends; 0 = off
+    digest_s: float = 60.0  # alerts of one kind (and batch) within this long go out as one message
+    digest_items: int = 20  # the parties a message lists by name; the rest are counted
+    console_url: str = ""  # the console's base URL, for the links in a message (empty: paths only)
+    webhooks: tuple[str, ...] = ()  # URLs each message is POSTed to
+    webhook_secret: str = field(default="", repr=False)  # signs every POST; a secret
+    timeout_s: float = 10.0
+    retry_base_s: float = 30.0  # a failed delivery is tried again after this, doubling each time
+    retry_max_s: float = 3600.0  # ... up to this; never given up (the outbox keeps it)
+    smtp_host: str = ""  # empty: no e-mail
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_from: str = ""
+    smtp_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     psb: PsbSettings = field(default_factory=PsbSettings)
@@ -174,6 +208,8 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
     pacing: PacingSettings = field(default_factory=PacingSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
 
 SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
@@ -184,6 +220,9 @@ SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
         ("keys", "encryption_key"),
         ("keys", "new_encryption_key"),
         ("audit", "key"),
+        ("alerts", "webhook_secret"),
+        ("alerts", "smtp_password"),
+        ("console", "session_key"),
     }
 )
 HANDOFF_MODES = ("outbox", "https", "manual")
@@ -214,7 +253,7 @@ ENVIRONMENTS: dict[str, dict[tuple[str, str], str]] = {
 # Settings that name a file or folder: relative values from a config file are made absolute
 # against that file's folder. ``database.url`` is handled apart (only SQLite URLs hold a path).
 PATH_SETTINGS: frozenset[tuple[str, str]] = frozenset(
-    {("handoff", "outbox_dir"), ("profiles", "dir"), ("parity", "capability_map")}
+    {("handoff", "outbox_dir"), ("profiles", "dir"), ("parity", "capability_map"), ("console", "users_file")}
 )
 
 

@@ -8,6 +8,7 @@ claims.py      claiming due migrations with a lease; the work summary
 moves.py       the import and the compare-and-set that moves a migration
 requests.py    operator requests on a row in flight; a stale step's calls appended anyway
 queries.py     reading migrations and counts
+console_queries.py  the console's keyset pages, filters, queue and chart
 stats.py       status figures and report lookups, as aggregate queries
 audit.py       the audit events' keyed hash chains
 audit_verify.py  checking the chains, and the rows against them (and an anchor)
@@ -19,11 +20,19 @@ schedules.py   batch schedules: stored on the batch, audited on its open migrati
 pacing.py      a batch's starts per hour and day, in flight; taking a start slot; holding the rest
 jobs.py        periodic jobs' lease rows (one reconciler run at a time)
 budgets.py     the budgets per dependency every worker shares: a reservation of slots at a time
+alerts.py      alerts: the cursor over the audit events, digests waiting, the outbox and its deliveries
 versioning.py  Alembic upgrade and the schema version check
 """
 
 from __future__ import annotations
 
+from migration_engine.store.console_queries import (
+    ATTENTION_STATES,
+    BatchCounts,
+    MigrationFilter,
+    Page,
+    StateHours,
+)
 from migration_engine.store.facade import Store
 from migration_engine.store.pacing import Buckets, StartCaps, StartCounts
 from migration_engine.store.records import (
@@ -45,25 +54,30 @@ from migration_engine.store.schedules import ScheduleChange, ScheduledBatch, Sch
 from migration_engine.store.stats import BatchInfo, OldestWaiting, StatusFigures
 
 __all__ = [
+    "ATTENTION_STATES",
     "EVENT_KINDS",
     "UNCHANGED",
     "AuditAnchor",
     "AuditEvent",
+    "BatchCounts",
     "BatchInfo",
     "BrokenLink",
     "Buckets",
     "ChainHead",
     "Change",
     "EventIn",
+    "MigrationFilter",
     "MigrationRecord",
     "NewMigration",
     "OldestWaiting",
+    "Page",
     "PendingRequest",
     "ScheduleChange",
     "ScheduleToSet",
     "ScheduledBatch",
     "StartCaps",
     "StartCounts",
+    "StateHours",
     "StatusFigures",
     "Store",
     "WorkSummary",

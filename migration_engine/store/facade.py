@@ -23,6 +23,7 @@ from migration_engine.store import (
     audit_verify,
     budgets,
     claims,
+    console_queries,
     findings,
     forecast_inputs,
     jobs,
@@ -36,6 +37,7 @@ from migration_engine.store import (
     versioning,
     workers,
 )
+from migration_engine.store.alerts import AlertTables
 from migration_engine.store.budgets import BudgetRow
 from migration_engine.store.database import Database
 from migration_engine.store.db_clock import server_time
@@ -249,6 +251,64 @@ class Store:
         """One stored key's ciphertext (an open migration's first), or None when none is stored."""
         return queries.a_stored_key(self._db)
 
+    # ---- the console's reads (console_queries.py) ---------------------------------------------
+
+    def console_batches(self) -> list[console_queries.BatchCounts]:
+        """Every batch, newest first, with its migrations per state."""
+        return console_queries.batches_with_counts(self._db)
+
+    def console_batch(self, name: str) -> console_queries.BatchCounts | None:
+        """Batch ``name`` with its migrations per state; None when there is none."""
+        return console_queries.batch_counts(self._db, name)
+
+    def console_batch_page(
+        self,
+        batch_id: int,
+        *,
+        flt: console_queries.MigrationFilter | None = None,
+        after_id: int = 0,
+        limit: int = 50,
+    ) -> console_queries.Page:
+        """A batch's migrations in id order after ``after_id``, filtered (keyset pages)."""
+        return console_queries.batch_page(self._db, batch_id, flt=flt, after_id=after_id, limit=limit)
+
+    def console_attention_page(
+        self,
+        *,
+        states: Sequence[State] = console_queries.ATTENTION_STATES,
+        batch_id: int | None = None,
+        after_id: int = 0,
+        limit: int = 50,
+    ) -> console_queries.Page:
+        """The needs-attention queue in id order after ``after_id`` (keyset pages)."""
+        return console_queries.attention_page(
+            self._db, states=states, batch_id=batch_id, after_id=after_id, limit=limit
+        )
+
+    def console_attention_counts(self) -> dict[str, int]:
+        """Migrations per needs-attention state, every batch together."""
+        return console_queries.attention_counts(self._db)
+
+    def console_value_counts(self, batch_id: int, column: str) -> dict[str, int]:
+        """A batch's values of last_error_code, new_provider or current_provider, with counts."""
+        return console_queries.value_counts(self._db, batch_id, column)
+
+    def console_records(self, migration_ids: Iterable[int]) -> dict[int, MigrationRecord]:
+        """The migrations of these ids."""
+        return console_queries.records_by_ids(self._db, migration_ids)
+
+    def latest_snapshots(self, migration_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Each migration's latest ``snapshot`` event's detail; migrations without one left out."""
+        return console_queries.latest_snapshots(self._db, migration_ids)
+
+    def events_of(self, migration_ids: Sequence[int]) -> dict[int, list[AuditEvent]]:
+        """Each migration's audit events in order, in one read."""
+        return console_queries.events_of(self._db, migration_ids)
+
+    def state_hours(self, batch_id: int, *, now: datetime, hours: int = 48) -> console_queries.StateHours:
+        """A batch's counts per state at the end of each of the last ``hours`` hours."""
+        return console_queries.state_hours(self._db, batch_id, now=now, hours=hours)
+
     # ---- key vault (vault.py) ------------------------------------------------------------
 
     def open_vault(
@@ -348,6 +408,13 @@ class Store:
     def budget_rows(self) -> list[BudgetRow]:
         """Every shared budget's row, by name."""
         return budgets.read_all(self._db)
+
+    # ---- alerts (alerts.py) ---------------------------------------------------------------
+
+    @property
+    def alerts(self) -> AlertTables:
+        """The alerts' cursor, waiting alerts, outbox and deliveries (engine/alerts.py)."""
+        return AlertTables(self._db)
 
     # ---- the reconciler (findings.py, jobs.py) -------------------------------------------
 

@@ -226,6 +226,21 @@ audit_events = Table(
     UniqueConstraint("migration_id", "seq"),
 )
 
+# The console (store/console_queries.py, revision 0012): each filter of a batch's table is one
+# range of an index ending in ``id``, so a keyset page (``id > :after ORDER BY id LIMIT n``)
+# reads only its rows; the needs-attention queue the same over ``(state, id)``; the chart of a
+# batch's states over time reads the state moves of a window of hours over ``(kind, at)``.
+Index("ix_migrations_batch_id_state_id", migrations.c.batch_id, migrations.c.state, migrations.c.id)
+Index(
+    "ix_migrations_batch_id_last_error_code_id", migrations.c.batch_id, migrations.c.last_error_code, migrations.c.id
+)
+Index("ix_migrations_batch_id_new_provider_id", migrations.c.batch_id, migrations.c.new_provider, migrations.c.id)
+Index(
+    "ix_migrations_batch_id_current_provider_id", migrations.c.batch_id, migrations.c.current_provider, migrations.c.id
+)
+Index("ix_migrations_state_id", migrations.c.state, migrations.c.id)
+Index("ix_audit_events_kind_at", audit_events.c.kind, audit_events.c.at)
+
 # One row per worker process (its id says host and pid): the heartbeat and circuit breaker
 # that `status` shows. Written only by the worker it names; no foreign keys, no history.
 workers = Table(
@@ -313,3 +328,61 @@ budgets = Table(
     Column("reserved", BigInteger, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# Alerts (store/alerts.py, engine/alerts.py). ``alert_cursor``: how far the producer has read
+# the audit events (one row, ``audit_events``). ``alerts``: one per thing to tell (a party in
+# needs_attention, a batch completed, ...), waiting (``message_id`` NULL) until its digest
+# window closes. ``alert_messages``: the outbox, one message per digest, its body fixed when it
+# is made, so every retry sends the same bytes; ``uid`` is the idempotency id a receiver dedupes
+# by. ``alert_deliveries``: each message's state per destination (a webhook by the hash of its
+# URL, or ``email``); ``next_try_at`` NULL once delivered.
+alert_cursor = Table(
+    "alert_cursor",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+alert_messages = Table(
+    "alert_messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uid", String(32), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("digest_key", Text, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("payload", Text, nullable=False),  # canonical JSON, sent as is
+    UniqueConstraint("uid"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("digest_key", Text, nullable=False),
+    Column("batch_name", Text, nullable=True),
+    Column("party_id", Text, nullable=True),
+    Column("migration_id", Integer, nullable=True),
+    Column("event_id", BigInteger, nullable=True),
+    Column("summary", Text, nullable=False),
+    Column("message_id", Integer, ForeignKey("alert_messages.id"), nullable=True),
+)
+Index("ix_alerts_message_id", alerts.c.message_id)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("message_id", Integer, ForeignKey("alert_messages.id"), nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_try_at", UtcDateTime, nullable=True),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    PrimaryKeyConstraint("message_id", "destination"),
+)
+Index("ix_alert_deliveries_next_try_at", alert_deliveries.c.next_try_at)

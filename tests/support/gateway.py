@@ -95,10 +95,15 @@ class FaultGateway:
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         at = datetime.now(UTC).isoformat()
-        body = handler.rfile.read(int(handler.headers.get("content-length") or 0))
+        length = int(handler.headers.get("content-length") or 0)
+        body = handler.rfile.read(length)
         request_id = uuid.uuid4().hex
         handoff = handler.path.endswith("/handoff")
         party = _party_of(body) if handoff else None
+        if len(body) < length:  # the client died mid-body (a killed worker): like the sandbox, 499, nothing passed on
+            self._record(at=at, path=handler.path, partyId=party, requestId=request_id, fault=None, status=499)
+            handler.close_connection = True
+            return
         fault, error_status = self._decide("handoff" if handoff else "token" if handler.path == TOKEN_PATH else "other")
         call = {"at": at, "path": handler.path, "partyId": party, "requestId": request_id, "fault": fault}
         if fault == "dropped":

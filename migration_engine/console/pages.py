@@ -30,11 +30,13 @@ from migration_engine.backoffice import actions, overview
 from migration_engine.backoffice.batch_forecast import batch_forecast
 from migration_engine.backoffice.batch_pacing import status_pacing
 from migration_engine.backoffice.importer import import_file
+from migration_engine.backoffice.plan_classes import CLASSES as PLAN_CLASSES
 from migration_engine.console import auth
+from migration_engine.console.api import Call, classified_page
 from migration_engine.console.charts import state_chart
 from migration_engine.engine.alerts import audit_verify_failed
 from migration_engine.engine.runtime import Runtime
-from migration_engine.errors import ImportRejected, PeppolMigrateError
+from migration_engine.errors import ConfigError, ImportRejected, PeppolMigrateError
 from migration_engine.machine import State
 from migration_engine.peppol.identifiers import canonical
 from migration_engine.store.console_queries import ATTENTION_STATES, MigrationFilter
@@ -163,10 +165,14 @@ async def batches(request: Request) -> Response:
 
 
 def _filter_from(params: Any) -> tuple[MigrationFilter, dict[str, str]]:
-    chosen = {k: str(params.get(k) or "").strip() for k in ("state", "error_code", "provider", "current_provider")}
+    keys = ("state", "error_code", "provider", "current_provider", "plan_class")
+    chosen = {k: str(params.get(k) or "").strip() for k in keys}
     state = chosen["state"]
     if state and state not in {s.value for s in State}:
         raise HTTPException(400, f"state {state!r} is not a state; use one of {', '.join(s.value for s in State)}")
+    klass = chosen["plan_class"]  # not on the row: the page is classified as it is read (_classified)
+    if klass and klass not in PLAN_CLASSES:
+        raise HTTPException(400, f"plan_class {klass!r} is not a preflight class; use one of {', '.join(PLAN_CLASSES)}")
     flt = MigrationFilter(
         states=(State(state),) if state else (),
         error_code=chosen["error_code"] or None,
@@ -181,6 +187,15 @@ def _after(params: Any) -> int:
     if not raw.isdigit():
         raise HTTPException(400, "after must be a migration id (a whole number)")
     return int(raw)
+
+
+def _classified(call: Call, batch_id: int, flt: MigrationFilter, klass: str, after: int) -> dict[str, Any]:
+    """The batch's rows of preflight class ``klass``, as the API's ``plan_class`` filter finds them."""
+    try:
+        rows, cursor = classified_page(call, batch_id, flt, klass=klass, after_id=after, limit=PAGE_SIZE)
+    except ConfigError as exc:
+        raise HTTPException(503, str(exc)) from None
+    return {"page": [{**overview.migration_dict(r), "plan_class": p.klass} for r, p in rows], "next_after": cursor}
 
 
 def _batch_data(rt: Runtime, name: str, flt: MigrationFilter, after: int) -> dict[str, Any] | None:
@@ -212,12 +227,16 @@ def _batch_data(rt: Runtime, name: str, flt: MigrationFilter, after: int) -> dic
 
 
 async def batch(request: Request) -> Response:
-    await auth.principal(request)
+    who = await auth.principal(request)
     name = str(request.query_params.get("name") or "")
     flt, chosen = _filter_from(request.query_params)
     data = await blocking(_batch_data, _rt(request), name, flt, _after(request.query_params))
     if data is None:
         raise HTTPException(404, f"there is no batch named {name!r}")
+    if chosen["plan_class"]:
+        call = Call(request=request, who=who, rt=_rt(request))
+        after = _after(request.query_params)
+        data.update(await blocking(_classified, call, data["batch"].id, flt, chosen["plan_class"], after))
     from urllib.parse import urlencode
 
     more = {k: v for k, v in chosen.items() if v}
@@ -232,6 +251,7 @@ async def batch(request: Request) -> Response:
         name=name,
         chosen=chosen,
         states=[s.value for s in State],
+        plan_classes=PLAN_CLASSES if _rt(request).settings.verify.econnect_smp_host.strip() else (),
         next_url=next_url,
         here=here,
         live_url=live,

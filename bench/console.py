@@ -9,8 +9,9 @@ spread over the last three days. These events are not hash-chained (the console 
 
 The time is the app's, through Starlette's TestClient in this process (no network; the client's
 own cost, about a millisecond, is included). The target is 300 ms per call. A report of the
-whole batch (JSON/CSV/HTML of 100,000 rows) is an export, not a page: it is timed and shown,
-marked, but not held to the target.
+whole batch (JSON/CSV/HTML of 100,000 rows) is an export, streamed as it is read: for it the
+time to the FIRST BYTE is held to the target (shown as its median and worst), and the whole
+download's time is shown beside it (seconds: 100,000 rows cannot be sent in 300 ms).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ DEFAULT_ROUNDS = 15
 BATCH = "campaign"
 TOKEN = "bench-console-token-0123456789"
 AUDIT_KEY = "bench-audit-key-0123456789abcdef"
-EXPORTS = ("report json",)  # routes that export the whole batch: timed, not held to the target
+EXPORTS = ("report json",)  # streamed exports of the whole batch: the first byte is held to the target
 # The mix of states, per 100 parties (the direction decides which of these it can be in).
 MIX_IN = [(State.COMPLETED, 60), (State.REQUESTED, 12), (State.TAKEOVER_SUBMITTED, 8),
           (State.CAPABILITIES_CONFIGURED, 5), (State.NEEDS_ATTENTION, 8), (State.KEY_REJECTED, 5),
@@ -225,6 +226,22 @@ def measure(get: Callable[[str], Any], path: str, rounds: int) -> tuple[list[flo
     return times, status
 
 
+def measure_stream(client: Any, path: str, headers: dict[str, str], rounds: int) -> tuple[list[float], int, float]:
+    """A streamed export: the times to its first byte, the status, the worst whole download (ms)."""
+    first, whole, status = [], [], 0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        with client.stream("GET", path, headers=headers) as r:
+            chunks = r.iter_bytes()
+            next(chunks, b"")
+            first.append((time.perf_counter() - t0) * 1000)
+            for _chunk in chunks:
+                pass
+            status = r.status_code
+        whole.append((time.perf_counter() - t0) * 1000)
+    return first, status, max(whole)
+
+
 def run(url: str | None = None, *, parties: int = DEFAULT_PARTIES, rounds: int = DEFAULT_ROUNDS) -> dict[str, Any]:
     from starlette.testclient import TestClient
 
@@ -248,9 +265,12 @@ def run(url: str | None = None, *, parties: int = DEFAULT_PARTIES, rounds: int =
             headers = {"Authorization": f"Bearer {TOKEN}"}
             for name, path in routes(party_id(0), first):
                 get = (lambda p: client.get(p, headers=headers)) if path.startswith("/api/") else client.get
-                n = 3 if name in EXPORTS else rounds
                 get(path)  # warm: the first call of a route compiles its statements
-                times, status = measure(get, path, n)
+                whole = None
+                if name in EXPORTS:
+                    times, status, whole = measure_stream(client, path, headers, 3)
+                else:
+                    times, status = measure(get, path, rounds)
                 results.append(
                     {
                         "route": name,
@@ -259,6 +279,7 @@ def run(url: str | None = None, *, parties: int = DEFAULT_PARTIES, rounds: int =
                         "median_ms": round(statistics.median(times), 1),
                         "worst_ms": round(max(times), 1),
                         "export": name in EXPORTS,
+                        "whole_ms": None if whole is None else round(whole, 1),
                     }
                 )
         rt.close()
@@ -273,7 +294,9 @@ def table(result: dict[str, Any]) -> str:
         f"{'route':<28} {'status':>6} {'median ms':>10} {'worst ms':>9}  ",
     ]
     for r in result["routes"]:
-        mark = "export" if r["export"] else ("ok" if r["worst_ms"] <= TARGET_MS else "SLOW")
+        mark = "ok" if r["worst_ms"] <= TARGET_MS else "SLOW"
+        if r["export"]:
+            mark += f" (first byte; whole download {r['whole_ms'] / 1000:.1f} s at worst)"
         if r["status"] == 404:
             mark = "no such route yet"
         lines.append(f"{r['route']:<28} {r['status']:>6} {r['median_ms']:>10} {r['worst_ms']:>9}  {mark}")

@@ -11,7 +11,6 @@ import's problems under ``error.problems``; nothing is written), 503 a setting m
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
@@ -26,12 +25,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from migration_engine.backoffice import actions, batch_pacing, batch_report, importer, overview, plan, report_formats
 from migration_engine.backoffice.batch_forecast import batch_forecast
-from migration_engine.console import openapi
+from migration_engine.console import openapi, report_stream
 from migration_engine.console.auth import Principal, check_csrf, principal, require
 from migration_engine.engine.runtime import Runtime
 from migration_engine.errors import (
@@ -680,11 +679,11 @@ def get_report(call: Call) -> Response:
         raise ApiError(
             400, "bad_request", f"unknown format {fmt!r}; use one of {', '.join(REPORT_TYPES)}", "query.format"
         )
+    # the summary now (its errors answer as errors); the rows are streamed, a page at a time
     rep = batch_report.build(call.store, batch_name=b.name, now=call.rt.clock.now())
-    out = io.StringIO()
-    report_formats.write(rep, fmt, out)
     headers = {"Content-Disposition": f'attachment; filename="report-{_SAFE.sub("_", b.name)}.{fmt}"'}
-    return Response(out.getvalue(), media_type=REPORT_TYPES[fmt], headers=headers)
+    body = report_stream.stream(lambda out: report_formats.write(rep, fmt, out))
+    return StreamingResponse(body, media_type=REPORT_TYPES[fmt], headers=headers)
 
 
 def get_openapi(call: Call) -> dict[str, Any]:

@@ -5,7 +5,11 @@ starts with the filter's columns and ends with ``id`` (revision 0012), so page 5
 page 1 does; the extra row only says whether there is a next page. Counts are ``GROUP BY``
 over indexes that cover them. The chart of a batch's states over time is computed from the
 state moves (``created``, ``transition`` and ``operator`` events) of a window of hours and the
-current counts, backwards: no table is kept for it, and only the window's events are read.
+current counts, backwards. On SQLite the moves are read per hour from ``state_hours``, a summary
+a trigger keeps in step with the audit trail (revision 0013); SQLite has one writer at a time, so
+the trigger's upserts cannot deadlock. On PostgreSQL, where several workers commit groups of
+moves at once and such upserts could take row locks in different orders, the window's events
+are counted directly (the (kind, at) index keeps that within the console's target).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from migration_engine.store.database import Database
 from migration_engine.store.queries import IN_CHUNK, RECORD_COLUMNS, to_record
 from migration_engine.store.records import AuditEvent, MigrationRecord
 from migration_engine.store.schema import audit_events, batches, migrations
+from migration_engine.store.schema import state_hours as state_hours_table
 
 m = migrations.c
 e = audit_events.c
@@ -260,28 +265,38 @@ def _hour_of(dialect: str) -> Any:
     return func.to_char(func.timezone("UTC", e.at), literal_column("'YYYY-MM-DD HH24'"))
 
 
-def state_hours(db: Database, batch_id: int, *, now: datetime, hours: int = 48) -> StateHours:
-    """Counts per state of a batch at the end of each of the last ``hours`` hours.
-
-    The counts now come from the (batch_id, state) index; each hour's state moves (events of
-    kind created/transition/operator whose from and to states differ), read from the
-    (kind, at) index for the window only, are undone from the newest hour back."""
-    if not 1 <= hours <= MAX_CHART_HOURS:
-        raise ValueError(f"hours must be 1..{MAX_CHART_HOURS}, not {hours}")
-    end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    starts = [end - timedelta(hours=hours - 1 - i) for i in range(hours)]
-    since = starts[0]
+def _moves_query(db: Database, batch_id: int, since: datetime) -> Any:
+    """(hour, from_state or '', to_state, n) of the batch's state moves since ``since``."""
+    if db.is_sqlite:
+        h = state_hours_table.c
+        return select(h.hour, h.from_state, h.to_state, h.n).where(
+            h.batch_id == batch_id, h.hour >= since.strftime("%Y-%m-%d %H")
+        )
     bucket = _hour_of(db.dialect).label("hour")
     moved = or_(e.from_state.is_(None), e.from_state != e.to_state)
-    query = (
+    return (
         select(bucket, e.from_state, e.to_state, func.count())
         .select_from(audit_events.join(migrations, m.id == e.migration_id))
         .where(e.kind.in_(MOVE_KINDS), e.at >= since, e.to_state.is_not(None), moved, m.batch_id == batch_id)
         .group_by(bucket, e.from_state, e.to_state)
     )
+
+
+def state_hours(db: Database, batch_id: int, *, now: datetime, hours: int = 48) -> StateHours:
+    """Counts per state of a batch at the end of each of the last ``hours`` hours.
+
+    The counts now come from the (batch_id, state) index; each hour's state moves (events of
+    kind created/transition/operator whose from and to states differ), read from the hourly
+    summary ``state_hours`` on SQLite, from the window's events on PostgreSQL (see the module
+    docstring), are undone from the newest hour back."""
+    if not 1 <= hours <= MAX_CHART_HOURS:
+        raise ValueError(f"hours must be 1..{MAX_CHART_HOURS}, not {hours}")
+    end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    starts = [end - timedelta(hours=hours - 1 - i) for i in range(hours)]
+    query = _moves_query(db, batch_id, starts[0])
     with db.read("chart a batch's states") as conn:
         current = _counts_by_batch(conn, batch_id).get(batch_id, {})
-        moves = conn.execute(query).all()
+        moves = [(hour, from_state or None, to_state, n) for hour, from_state, to_state, n in conn.execute(query)]
     index = {s.strftime("%Y-%m-%d %H"): i for i, s in enumerate(starts)}
     # net[i][state]: how much the moves of hour i changed the state's count
     net: list[dict[str, int]] = [{} for _ in starts]

@@ -240,6 +240,41 @@ Index(
 )
 Index("ix_migrations_state_id", migrations.c.state, migrations.c.id)
 Index("ix_audit_events_kind_at", audit_events.c.kind, audit_events.c.at)
+# status and the forecast (store/stats.py, store/forecast_inputs.py) read a batch's figures from
+# the first index alone (a batch's rows are wide); the forecast's newest completions per
+# direction are a range of the second, in completed_at order.
+Index(
+    "ix_migrations_batch_figures",
+    migrations.c.batch_id,
+    migrations.c.direction,
+    migrations.c.state,
+    migrations.c.paused,
+    migrations.c.started_at,
+    migrations.c.completed_at,
+)
+Index(
+    "ix_migrations_batch_completions",
+    migrations.c.batch_id,
+    migrations.c.direction,
+    migrations.c.state,
+    migrations.c.completed_at,
+    migrations.c.started_at,
+)
+
+# The console's chart (revision 0013): a batch's state moves counted per clock hour (UTC, text
+# ``YYYY-MM-DD HH``) and move (``from_state`` '' for a migration's first state). A trigger on
+# audit_events (spelled out in revision 0013, per dialect) adds every state move in the
+# transaction that appends its event, so the summary is exactly the audit trail's moves.
+state_hours = Table(
+    "state_hours",
+    metadata,
+    Column("batch_id", Integer, nullable=False),
+    Column("hour", String(13), nullable=False),
+    Column("from_state", String(32), nullable=False),
+    Column("to_state", String(32), nullable=False),
+    Column("n", Integer, nullable=False),
+    PrimaryKeyConstraint("batch_id", "hour", "from_state", "to_state"),
+)
 
 # One row per worker process (its id says host and pid): the heartbeat and circuit breaker
 # that `status` shows. Written only by the worker it names; no foreign keys, no history.

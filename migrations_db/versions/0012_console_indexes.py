@@ -24,6 +24,18 @@ INDEXES = (
     ("ix_migrations_batch_id_current_provider_id", "migrations", ["batch_id", "current_provider", "id"]),
     ("ix_migrations_state_id", "migrations", ["state", "id"]),
     ("ix_audit_events_kind_at", "audit_events", ["kind", "at"]),
+    # status and the forecast: a batch's figures from the index alone, not its wide rows
+    (
+        "ix_migrations_batch_figures",
+        "migrations",
+        ["batch_id", "direction", "state", "paused", "started_at", "completed_at"],
+    ),
+    # the forecast's newest completions per direction, in completed_at order
+    (
+        "ix_migrations_batch_completions",
+        "migrations",
+        ["batch_id", "direction", "state", "completed_at", "started_at"],
+    ),
 )
 
 

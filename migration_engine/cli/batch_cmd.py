@@ -18,6 +18,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from migration_engine.cli.actors import actor as actor_of
 from migration_engine.errors import InputError
 
 if TYPE_CHECKING:
@@ -132,17 +133,6 @@ def schedule_edit(args: argparse.Namespace) -> ScheduleEdit:
     return ScheduleEdit(clear=clear, **fields)
 
 
-def _actor(value: str | None) -> str:
-    if value:
-        return value
-    import getpass
-
-    try:
-        return f"operator:{getpass.getuser()}"
-    except Exception:  # pragma: no cover - no user database in some containers
-        return "operator:unknown"
-
-
 def run(rt: Runtime, args: argparse.Namespace) -> int:
     if args.batch_command == "schedule":
         return _schedule(rt, args)
@@ -163,7 +153,7 @@ def _schedule(rt: Runtime, args: argparse.Namespace) -> int:
     if current is None:
         raise InputError(f"there is no batch named {args.name!r}")
     store.require_audit_key()  # the change is audited
-    change = store.set_batch_schedule(args.name, edit.apply(current.schedule), _actor(args.actor))
+    change = store.set_batch_schedule(args.name, edit.apply(current.schedule), actor_of(args.actor))
     shown = batch_pacing.pacing(change.batch, now=rt.clock.now(), counts=None, forecast=None)
     if args.json:
         data = {

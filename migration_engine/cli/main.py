@@ -37,6 +37,7 @@ from migration_engine.cli import (
     serve_cmd,
 )
 from migration_engine.cli import sandbox as sandbox_command
+from migration_engine.cli.actors import actor as actor_of
 from migration_engine.cli.logs import FORMATS as LOG_FORMATS
 from migration_engine.cli.logs import LEVELS as LOG_LEVELS
 from migration_engine.cli.logs import setup_logging
@@ -185,17 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _actor(value: str | None) -> str:
-    if value:
-        return value
-    import getpass
-
-    try:
-        return f"operator:{getpass.getuser()}"
-    except Exception:  # pragma: no cover - no user database in some containers
-        return "operator:unknown"
-
-
 # ---- db -------------------------------------------------------------------------------------
 
 
@@ -251,7 +241,7 @@ def _cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
                 path=args.file,
                 batch_name=args.batch,
                 dry_run=args.dry_run,
-                actor=_actor(args.actor),
+                actor=actor_of(args.actor),
                 progress=progress,
                 schedule=None if schedule.empty else schedule,
             )
@@ -345,7 +335,7 @@ def _cmd_key_set(rt: Runtime, args: argparse.Namespace) -> int:
         rt.settings,
         party=args.party,
         key=key,
-        actor=_actor(args.actor),
+        actor=actor_of(args.actor),
     )
     if actions.requested(record, "key set"):
         print(f"{record.party_id}: key set {actions.REQUESTED} (now {record.state})")
@@ -358,7 +348,7 @@ def _cmd_action(rt: Runtime, args: argparse.Namespace) -> int:
     from migration_engine.backoffice import actions, overview
 
     store = rt.checked_store()
-    actor = _actor(args.actor)
+    actor = actor_of(args.actor)
     if args.batch:
         if store.batch_info(args.batch) is None:
             raise InputError(f"there is no batch named {args.batch!r}")
@@ -385,8 +375,8 @@ def _cmd_action(rt: Runtime, args: argparse.Namespace) -> int:
 
 def _cmd_keys(rt: Runtime, args: argparse.Namespace) -> int:
     if args.keys_command == "rotate":
-        return keys_cmd.run(rt, args, _actor(args.actor))
-    return backoffice.cmd_keys_export(rt, args, _actor(args.actor))
+        return keys_cmd.run(rt, args, actor_of(args.actor))
+    return backoffice.cmd_keys_export(rt, args, actor_of(args.actor))
 
 
 HANDLERS = {

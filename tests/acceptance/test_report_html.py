@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 from html.parser import HTMLParser
@@ -21,14 +20,11 @@ import pytest
 
 from migration_engine.sandbox import SandboxConfig, SandboxServer
 from tests.support import PROVIDER, ROOT, engine_env, kvk, seed_batch
+from tests.support.chromium import rendered_dom
 from tests.support.cli import BIN, as_json, peppol_migrate
 
 BATCH = "spring <b>&amp; 'co'"  # markup in a batch name must stay text
 EVIL_NAME = '<script>document.title="owned"</script><img src=x onerror=alert(1)>'
-
-
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
 # One worker runs this module's tests, so the batch is built and run once.
@@ -117,34 +113,9 @@ def test_html_report_in_chromium_matches_status(finished_batch, tmp_path):
     source.feed(html)
     assert not source.external and source.figures  # no src= or href= anywhere
 
-    browser = chromium()
-    if browser is None:
-        message = "chromium is not installed (scripts/ensure-chromium.sh installs Debian's package)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    rendered = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'chromium'}",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    rendered = rendered_dom(page, tmp_path / "chromium")
     dom = Figures()
-    dom.feed(rendered.stdout)
+    dom.feed(rendered)
 
     assert dom.title.startswith("Migration report: batch ") and BATCH in dom.title
     for key in ("total", "completed", "needs_attention", "key_rejected", "paused", "throughput_last_hour"):
@@ -158,7 +129,7 @@ def test_html_report_in_chromium_matches_status(finished_batch, tmp_path):
     assert sum(1 for s in dom.parties.values() if s == "completed") == status["completed"]
     # Markup in data is text: no script or image element came out of the party's name.
     assert "script" not in dom.tags and "img" not in dom.tags
-    assert "&lt;script&gt;" in rendered.stdout
+    assert "&lt;script&gt;" in rendered
     assert not dom.external
 
 

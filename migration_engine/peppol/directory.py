@@ -7,7 +7,7 @@ credentials and allows about 2 requests a second per client (``lookups.directory
 the limit is kept by ``peppol.snapshots``, not here). The answer is parsed by
 ``peppol.businesscard.parse_directory_json``.
 
-Like the SMP client: no redirects followed, answers above ``MAX_BYTES`` refused; timeouts,
+Like the SMP client (its ``bounded_get``): no redirects followed, answers above 2 MiB refused; timeouts,
 refusals, 429 and 5xx raise ``NetworkLookupError`` (code ``DIRECTORY``) with the status; an
 answer that is not a search result raises ``SmpAnswerError`` (the "answered garbage" kind).
 """
@@ -19,12 +19,10 @@ from urllib.parse import urlencode
 import httpx
 
 from migration_engine import __version__
-from migration_engine.errors import NetworkLookupError
 from migration_engine.peppol.businesscard import BusinessCardError, parse_directory_json
-from migration_engine.peppol.smp import PARTICIPANT_SCHEME, SmpAnswerError
+from migration_engine.peppol.smp import PARTICIPANT_SCHEME, SmpAnswerError, bounded_get
 from migration_engine.peppol.snapshot import BusinessCardSeen
 
-MAX_BYTES = 1024 * 1024
 SEARCH_PATH = "/search/1.0/json"
 
 
@@ -60,25 +58,9 @@ class DirectoryClient:
     def search(self, party_id: str) -> bytes:
         """The raw JSON answer of a search for ``party_id``."""
         url = search_url(self.base_url, party_id)
-        try:
-            with self._http.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise NetworkLookupError(
-                        f"the Directory answered HTTP {response.status_code} to GET {url}",
-                        code="DIRECTORY",
-                        status=response.status_code,
-                        party_id=party_id,
-                    )
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BYTES:
-                        raise SmpAnswerError(f"the Directory's answer to GET {url} is too large", code="DIRECTORY")
-                return bytes(body)
-        except httpx.HTTPError as exc:
-            raise NetworkLookupError(
-                f"GET {url} failed: {type(exc).__name__}: {exc}", code="DIRECTORY", party_id=party_id
-            ) from exc
+        body = bounded_get(self._http, url, party_id=party_id, who="Directory", code="DIRECTORY", missing_ok=False)
+        assert body is not None  # missing_ok=False: a 404 raises
+        return body
 
     def business_card(self, party_id: str) -> BusinessCardSeen | None:
         """The party's card in the Directory; None when the Directory does not list it."""

@@ -191,6 +191,36 @@ def parse_service_metadata(data: bytes) -> ServiceMetadata:
     return ServiceMetadata(document_type, tuple(endpoints))
 
 
+def bounded_get(
+    http: httpx.Client, url: str, *, party_id: str, who: str, code: str, missing_ok: bool
+) -> bytes | None:
+    """GET ``url`` and read at most ``MAX_BYTES`` of its body (the SMP's and the Directory's
+    answers alike); None on 404 when ``missing_ok``; ``NetworkLookupError`` for another status
+    or a transport failure, ``SmpAnswerError`` for an answer too large. ``who`` names the
+    server in messages ("SMP", "Directory")."""
+    try:
+        with http.stream("GET", url) as response:
+            if missing_ok and response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise NetworkLookupError(
+                    f"the {who} answered HTTP {response.status_code} to GET {url}",
+                    code=code,
+                    status=response.status_code,
+                    party_id=party_id,
+                )
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_BYTES:
+                    raise SmpAnswerError(f"the {who}'s answer to GET {url} is too large", code=code)
+            return bytes(body)
+    except httpx.HTTPError as exc:
+        raise NetworkLookupError(
+            f"GET {url} failed: {type(exc).__name__}: {exc}", code=code, party_id=party_id
+        ) from exc
+
+
 class SmpClient:
     """Reads SMPs over a pooled httpx client; thread-safe. ``transport`` is for tests."""
 
@@ -209,27 +239,7 @@ class SmpClient:
         self._http.close()
 
     def _get(self, url: str, party_id: str) -> bytes | None:
-        try:
-            with self._http.stream("GET", url) as response:
-                if response.status_code == 404:
-                    return None
-                if response.status_code != 200:
-                    raise NetworkLookupError(
-                        f"the SMP answered HTTP {response.status_code} to GET {url}",
-                        code="SMP",
-                        status=response.status_code,
-                        party_id=party_id,
-                    )
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BYTES:
-                        raise SmpAnswerError(f"the SMP's answer to GET {url} is too large", code="SMP")
-                return bytes(body)
-        except httpx.HTTPError as exc:
-            raise NetworkLookupError(
-                f"GET {url} failed: {type(exc).__name__}: {exc}", code="SMP", party_id=party_id
-            ) from exc
+        return bounded_get(self._http, url, party_id=party_id, who="SMP", code="SMP", missing_ok=True)
 
     def business_card(self, smp_url: str, party_id: str) -> bytes | None:
         """The raw business card (v3 XML) at ``{smp}/businesscard/{participant}``; None on 404."""

@@ -23,7 +23,6 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    literal_column,
     null,
     select,
     update,
@@ -32,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from migration_engine.errors import ActiveMigrationExists
 from migration_engine.machine import TERMINAL_STATES
-from migration_engine.store.audit import event_row, insert_rows, next_rows, require_key
+from migration_engine.store.audit import event_row, insert_rows, next_rows, previous_head_hash, require_key
 from migration_engine.store.database import Database
 from migration_engine.store.queries import active_in, records_from
 from migration_engine.store.records import UNCHANGED, Change, EventIn, MigrationRecord, NewMigration, PendingRequest
@@ -274,17 +273,7 @@ def _cas_statement(columns: frozenset[str], check_owner: bool, completes: bool) 
     ]
     if check_owner:
         where.append(m.lease_owner == bindparam("match_owner", type_=Text()))
-    # The audit chain's head before this change, read in the same statement (RETURNING sees the
-    # updated row, so that head is event_seq - n_events): one lookup less per move. The outer
-    # column is spelled out with its table: SQLite's RETURNING is rendered without table names.
-    head = audit_events.alias("head")
-    new_seq = literal_column(f"{migrations.name}.{m.event_seq.name}", Integer())
-    head_hash = (
-        select(head.c.hash)
-        .where(head.c.migration_id == bindparam("match_id"), head.c.seq == new_seq - bindparam("n_events"))
-        .scalar_subquery()
-        .label("head_hash")
-    )
+    head_hash = previous_head_hash(bindparam("match_id"), bindparam("n_events"))
     return update(migrations).where(*where).values(values).returning(*migrations.c, head_hash)
 
 

@@ -15,13 +15,13 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Integer, String, Text, Update, bindparam, literal_column, select, update
+from sqlalchemy import Connection, Integer, String, Text, Update, bindparam, update
 
-from migration_engine.store.audit import insert_rows, next_rows, require_key
+from migration_engine.store.audit import insert_rows, next_rows, previous_head_hash, require_key
 from migration_engine.store.database import Database
 from migration_engine.store.queries import records_from
 from migration_engine.store.records import EventIn, MigrationRecord, PendingRequest
-from migration_engine.store.schema import UtcDateTime, audit_events, migrations
+from migration_engine.store.schema import UtcDateTime, migrations
 
 m = migrations.c
 
@@ -45,14 +45,7 @@ def _append_statement(request: bool) -> Update:
             m.lease_owner.is_not(None),
             m.lease_until > bindparam("now", type_=UtcDateTime()),
         ]
-    head = audit_events.alias("head")
-    new_seq = literal_column(f"{migrations.name}.{m.event_seq.name}", Integer())
-    head_hash = (
-        select(head.c.hash)
-        .where(head.c.migration_id == bindparam("match_id"), head.c.seq == new_seq - bindparam("n_events"))
-        .scalar_subquery()
-        .label("head_hash")
-    )
+    head_hash = previous_head_hash(bindparam("match_id"), bindparam("n_events"))
     return update(migrations).where(*where).values(values).returning(*migrations.c, head_hash)
 
 

@@ -26,11 +26,11 @@ from sqlalchemy import Connection, Integer, Update, bindparam, literal_column, s
 
 from migration_engine.errors import InputError, StoreError
 from migration_engine.schedule import BatchSchedule
-from migration_engine.store.audit import insert_rows, next_rows, require_key
+from migration_engine.store.audit import insert_rows, next_rows, previous_head_hash, require_key
 from migration_engine.store.database import Database
 from migration_engine.store.queries import open_state
 from migration_engine.store.records import EventIn
-from migration_engine.store.schema import audit_events, batches, migrations
+from migration_engine.store.schema import batches, migrations
 
 b = batches.c
 m = migrations.c
@@ -114,15 +114,8 @@ def by_batch_id(db: Database) -> dict[int, BatchSchedule]:
 def _append_one_each() -> Update:
     """Advance the chain head of each listed migration by one, returning its id, new head seq
     and the old head's hash (None when the caller must look it up)."""
-    head = audit_events.alias("head")
     row_id = literal_column(f"{migrations.name}.{m.id.name}", Integer())
-    new_seq = literal_column(f"{migrations.name}.{m.event_seq.name}", Integer())
-    head_hash = (
-        select(head.c.hash)
-        .where(head.c.migration_id == row_id, head.c.seq == new_seq - 1)
-        .scalar_subquery()
-        .label("head_hash")
-    )
+    head_hash = previous_head_hash(row_id, 1)
     return (
         update(migrations)
         .where(m.id.in_(bindparam("ids", expanding=True)))
